@@ -1,0 +1,1 @@
+"""The `alphaplus` command: the composition root that starts each service kind."""

@@ -1,0 +1,1 @@
+"""One module per `alphaplus` sub-command; each exposes `register(subparsers)`."""

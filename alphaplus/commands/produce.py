@@ -1,0 +1,54 @@
+"""`alphaplus produce`: run one source into the `market.trades` topic."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from core import metrics
+from core.settings import Settings
+
+
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """The source flags `produce` and `up` share."""
+    parser.add_argument(
+        "--source", default="binance",
+        help="binance | recording:PATH[,PATH] | csv:PATH[,PATH] | synthetic (default: binance)",
+    )
+    parser.add_argument("--symbols", help="comma list; overrides ALPHAPLUS_SYMBOLS")
+    parser.add_argument("--speed", type=float, default=None,
+                        help="recording replay speed (1 = as recorded); default: as fast as "
+                             "possible")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="synthetic trades per second; default: as fast as possible")
+    parser.add_argument("--seed", type=int, default=1, help="synthetic random seed")
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env()
+    if args.symbols:
+        settings = settings.replace(
+            symbols=tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip())
+        )
+    return settings
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "produce", help="validate and normalise trades from a source into Kafka"
+    )
+    add_source_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from producers.run import produce, stop_on_signals
+    from producers.sources import build_source
+
+    settings = settings_from_args(args)
+    metrics.serve(settings.metrics_port)
+    source = build_source(args.source, settings, speed=args.speed, rate=args.rate,
+                          seed=args.seed)
+    with stop_on_signals() as stop:
+        produce(settings, source, stop)
+    return 0

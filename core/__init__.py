@@ -1,0 +1,1 @@
+"""What more than one AlphaPlus service uses: settings, data models, serde, timeframes, metrics."""

@@ -1,0 +1,141 @@
+"""Kafka plumbing shared by producers, the stream stage, tests and the CLI (confluent-kafka)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from core.exceptions import ServiceUnavailable
+
+
+def producer_config(bootstrap: str, compression: str = "lz4", **extra: Any) -> dict[str, Any]:
+    """Idempotent, acks=all, compressed, batched. Retries are librdkafka's (unbounded within
+    `delivery.timeout.ms`); a message that still fails is reported to the delivery callback."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "compression.type": compression,
+        "linger.ms": 20,
+        "batch.num.messages": 10_000,
+        "queue.buffering.max.messages": 1_000_000,
+        "queue.buffering.max.kbytes": 1_048_576,
+        "delivery.timeout.ms": 120_000,
+        "delivery.report.only.error": True,
+    }
+    config.update(extra)
+    return config
+
+
+def admin(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap})
+
+
+def wait_for_broker(bootstrap: str, timeout: float = 10.0) -> None:
+    """Return once the broker answers a metadata request, else raise `ServiceUnavailable`."""
+    deadline = time.monotonic() + timeout
+    client = admin(bootstrap)
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            client.list_topics(timeout=min(2.0, max(0.1, deadline - time.monotonic())))
+            return
+        except KafkaException as exc:
+            last = exc
+            time.sleep(0.2)
+    raise ServiceUnavailable(f"no Kafka broker answers at {bootstrap} ({last})")
+
+
+def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int) -> list[str]:
+    """Create the topics that do not exist yet; return the names created."""
+    client = admin(bootstrap)
+    existing = set(client.list_topics(timeout=10).topics)
+    wanted = [n for n in dict.fromkeys(names) if n not in existing]
+    if not wanted:
+        return []
+    futures = client.create_topics(
+        [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in wanted],
+        operation_timeout=10,
+    )
+    created = []
+    for name, future in futures.items():
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    # Metadata propagates asynchronously; wait until every topic is visible with its partitions.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        topics = client.list_topics(timeout=5).topics
+        if all(n in topics and topics[n].partitions for n in wanted):
+            break
+        time.sleep(0.1)
+    return created
+
+
+@dataclass(frozen=True)
+class PartitionOffsets:
+    partition: int
+    low: int
+    high: int
+
+
+def partition_offsets(bootstrap: str, topic: str) -> list[PartitionOffsets]:
+    """Low and high watermarks per partition (see DESIGN.md: the embedded broker's high
+    watermark can be wrong after batched produces; `read_topic` counts by EOF instead)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "alphaplus-inspect"})
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        if meta.error is not None:
+            raise KafkaException(meta.error)
+        out = []
+        for pid in sorted(meta.partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, pid), timeout=10)
+            out.append(PartitionOffsets(pid, low, high))
+        return out
+    finally:
+        consumer.close()
+
+
+def read_topic(
+    bootstrap: str, topic: str, timeout: float = 30.0, batch: int = 10_000
+) -> Iterator[Message]:
+    """Every message of `topic` from the beginning, ending at EOF on all partitions.
+
+    Uses manual assignment (no group join, no commits), so it is quick and side-effect free.
+    """
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "alphaplus-reader",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        partitions = sorted(meta.partitions)
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        pending = set(partitions)
+        deadline = time.monotonic() + timeout
+        while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: no EOF on partitions {sorted(pending)}")
+            for msg in consumer.consume(batch, 0.5):
+                err = msg.error()
+                if err is None:
+                    yield msg
+                elif err.code() == KafkaError._PARTITION_EOF:
+                    pending.discard(msg.partition())
+                else:
+                    raise KafkaException(err)
+    finally:
+        consumer.close()

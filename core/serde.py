@@ -1,0 +1,53 @@
+"""Kafka message (de)serialisation: compact JSON through orjson."""
+
+from __future__ import annotations
+
+import base64
+from typing import cast
+
+import orjson
+
+from core.models import SCHEMA_VERSION, DeadLetter, Trade, TradeGap
+
+
+def encode(record: Trade | DeadLetter | TradeGap) -> bytes:
+    return orjson.dumps(record)
+
+
+def decode_trade(value: bytes) -> Trade:
+    return cast(Trade, orjson.loads(value))
+
+
+def decode_deadletter(value: bytes) -> DeadLetter:
+    return cast(DeadLetter, orjson.loads(value))
+
+
+def decode_gap(value: bytes) -> TradeGap:
+    return cast(TradeGap, orjson.loads(value))
+
+
+def dead_letter(raw: bytes | str, reason: str, detail: str, source: str, ts: int) -> DeadLetter:
+    """Keep the raw input whole: text when it is UTF-8, base64 otherwise."""
+    if isinstance(raw, str):
+        text, encoding = raw, "utf-8"
+    else:
+        try:
+            text, encoding = raw.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            text, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+    return {
+        "v": SCHEMA_VERSION,
+        "source": source,
+        "reason": reason,
+        "detail": detail,
+        "ts": ts,
+        "raw": text,
+        "raw_encoding": "utf-8" if encoding == "utf-8" else "base64",
+    }
+
+
+def raw_bytes(letter: DeadLetter) -> bytes:
+    """The original input of a dead letter, byte for byte."""
+    if letter["raw_encoding"] == "base64":
+        return base64.b64decode(letter["raw"])
+    return letter["raw"].encode("utf-8")

@@ -1,0 +1,1 @@
+"""Infrastructure: the embedded-stack service definitions (and, later, migrations)."""

@@ -1,0 +1,1 @@
+"""The embedded stack: servers started from PyPI packages when none is configured."""

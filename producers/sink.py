@@ -1,0 +1,124 @@
+"""The Kafka sink: trades, dead letters and gap records into their topics.
+
+Every message is keyed (symbol for trades and gaps, source for dead letters) and stamped with
+the trade time, so time-range replay works. The producer is idempotent with acks=all, so
+librdkafka's own retries never duplicate. A message that still fails (delivery timeout, broker
+gone for longer than `delivery.timeout.ms`) comes back through the error-only delivery report,
+is counted and produced again, up to `max_attempts`; after that `flush()` raises rather than
+pretend it was delivered.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from core import metrics
+from core.exceptions import DeliveryError
+from core.kafka import producer_config
+from core.models import DeadLetter, Trade, TradeGap
+from core.serde import encode
+
+log = logging.getLogger(__name__)
+
+POLL_EVERY = 1_000
+
+
+class KafkaSink:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic_trades: str,
+        topic_deadletter: str,
+        topic_gaps: str,
+        compression: str = "lz4",
+        max_attempts: int = 5,
+        **producer_overrides: Any,
+    ) -> None:
+        config = producer_config(bootstrap, compression, **producer_overrides)
+        config["error_cb"] = self._on_client_error
+        self._producer = Producer(config)
+        self.topic_trades = topic_trades
+        self.topic_deadletter = topic_deadletter
+        self.topic_gaps = topic_gaps
+        self.max_attempts = max_attempts
+        self.delivery_errors = 0
+        self._attempts: dict[tuple[str, int | None, bytes | None], int] = {}
+        self._failed: list[str] = []
+        self._since_poll = 0
+        self._keys: dict[str, bytes] = {}
+
+    def trade(self, trade: Trade) -> None:
+        symbol = trade["symbol"]
+        key = self._keys.get(symbol)
+        if key is None:
+            key = self._keys[symbol] = symbol.encode()
+        self._produce(self.topic_trades, key, encode(trade), trade["ts"])
+
+    def dead_letter(self, letter: DeadLetter) -> None:
+        self._produce(self.topic_deadletter, letter["source"].encode(), encode(letter),
+                      letter["ts"])
+
+    def gap(self, gap: TradeGap) -> None:
+        self._produce(self.topic_gaps, gap["symbol"].encode(), encode(gap), gap["detected_ts"])
+
+    def _produce(self, topic: str, key: bytes, value: bytes, timestamp: int) -> None:
+        while True:
+            try:
+                self._producer.produce(
+                    topic, value, key, timestamp=timestamp, on_delivery=self._on_delivery
+                )
+                break
+            except BufferError:
+                # Local queue full: let librdkafka drain it, never drop.
+                self._producer.poll(0.05)
+        self._since_poll += 1
+        if self._since_poll >= POLL_EVERY:
+            self._since_poll = 0
+            self._producer.poll(0)
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        # With delivery.report.only.error this runs for failures only.
+        if err is None:
+            return
+        topic = msg.topic()
+        self.delivery_errors += 1
+        metrics.KAFKA_DELIVERY_ERRORS.labels(topic).inc()
+        ident = (topic, msg.timestamp()[1], msg.key())
+        attempt = self._attempts.get(ident, 1) + 1
+        if attempt > self.max_attempts or err.fatal():
+            self._failed.append(f"{topic}: {err}")
+            log.error("giving up on a message to %s after %d attempts: %s", topic, attempt - 1,
+                      err)
+            return
+        self._attempts[ident] = attempt
+        log.warning("delivery to %s failed (%s); producing again (attempt %d)", topic, err,
+                    attempt)
+        self._produce(topic, msg.key() or b"", msg.value() or b"", msg.timestamp()[1])
+
+    def _on_client_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self._failed.append(f"fatal producer error: {err}")
+        log.warning("kafka: %s", err)
+
+    def poll(self, timeout: float = 0.0) -> None:
+        self._producer.poll(timeout)
+
+    def flush(self, timeout: float = 60.0) -> None:
+        """Wait for every message to be acknowledged; raise `DeliveryError` if any was not."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = self._producer.flush(max(0.0, min(1.0, deadline - time.monotonic())))
+            if remaining == 0 and self._producer.flush(0) == 0:
+                break
+            if time.monotonic() >= deadline:
+                raise DeliveryError(f"{remaining} messages still unacknowledged after {timeout}s")
+        if self._failed:
+            failed, self._failed = self._failed, []
+            raise DeliveryError(f"{len(failed)} messages not delivered; first: {failed[0]}")
+
+    def close(self) -> None:
+        self.flush()
