@@ -118,6 +118,8 @@ def read_topic(
             "enable.auto.commit": False,
             "enable.partition.eof": True,
             "auto.offset.reset": "earliest",
+            # EOF on an idle partition arrives only with an empty fetch response.
+            "fetch.wait.max.ms": 50,
         }
     )
     try:
@@ -129,7 +131,7 @@ def read_topic(
         while pending:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{topic}: no EOF on partitions {sorted(pending)}")
-            for msg in consumer.consume(batch, 0.5):
+            for msg in consumer.consume(batch, 0.1):
                 err = msg.error()
                 if err is None:
                     yield msg

@@ -4,28 +4,85 @@ A frame is `{"stream": "btcusdt@trade", "data": {...}}`. Trade and aggTrade fram
 `Trade`; other streams (depth, bookTicker, kline), subscription replies, REST snapshots found in
 recordings and control events are not trades and are skipped (the caller counts them). Anything
 else raises `InvalidInput` with a reason, for the dead-letter topic.
+
+This runs once per exchange frame. msgspec decodes straight into typed structs (types checked
+in C, ~2x faster than orjson into dicts), the remaining value checks are one combined
+expression, and only a frame that fails them is re-read field by field to name the reason.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
+from typing import Any
 
+import msgspec
 import orjson
 
 from core.exceptions import InvalidInput
 from core.models import SCHEMA_VERSION, Trade
 from producers.validation import (
+    MAX_DECIMAL_LEN,
+    MAX_FUTURE_MS,
+    MIN_TS_MS,
     check_decimal,
     check_side,
+    check_timestamp_ms,
     check_trade_id,
-    split_timestamp,
 )
 
 MAX_FRAME_BYTES = 64 * 1024
+# Timestamps at or above this are microseconds (`timeUnit=MICROSECOND`): 15+ digits.
+US_THRESHOLD = 100_000_000_000_000
 # Top-level objects that are not market data and not errors.
 _NON_DATA_KEYS = ("result", "lastUpdateId")
 # USD-M trade streams also report insurance-fund and ADL fills; klines count market trades only.
 _MARKET_TRADE = "MARKET"
+_INF = math.inf
+
+
+class _Frame(msgspec.Struct, gc=False):
+    stream: str
+    data: msgspec.Raw
+
+
+class _TradeData(msgspec.Struct, gc=False):
+    e: str
+    s: str
+    t: int
+    p: str
+    q: str
+    T: int
+    m: bool
+    X: str = _MARKET_TRADE
+
+
+class _AggTradeData(msgspec.Struct, gc=False):
+    e: str
+    s: str
+    a: int
+    p: str
+    q: str
+    f: int
+    l: int  # noqa: E741 - Binance's field name
+    T: int
+    m: bool
+
+
+_frame_decoder = msgspec.json.Decoder(_Frame)
+_trade_decoder = msgspec.json.Decoder(_TradeData)
+_agg_decoder = msgspec.json.Decoder(_AggTradeData)
+
+
+_DECIMAL_CHARS = "0123456789."
+
+
+def _load_json(raw: bytes | str) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        reason = "bad_encoding" if "utf-8" in str(exc).lower() else "bad_json"
+        raise InvalidInput(reason, str(exc)[:200]) from None
 
 
 class FrameParser:
@@ -36,76 +93,123 @@ class FrameParser:
         self.symbols = frozenset(s.upper() for s in symbols)
 
     def parse(self, raw: bytes | str, recv_ts: int) -> Trade | None:
-        """The trade in `raw`, None for a frame that holds no trade, or `InvalidInput`."""
+        """The trade in `raw`, None for a frame that holds no trade, or `InvalidInput`.
+
+        `recv_ts` (ms) is when the frame arrived; a trade time more than an hour after it is
+        rejected as insane.
+        """
         if len(raw) > MAX_FRAME_BYTES:
             raise InvalidInput("oversized", f"{len(raw)} bytes > {MAX_FRAME_BYTES}")
         try:
-            frame = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            reason = "bad_encoding" if "utf-8" in str(exc).lower() else "bad_json"
-            raise InvalidInput(reason, str(exc)[:200]) from None
-        if type(frame) is not dict:
-            raise InvalidInput("bad_schema", f"frame is a JSON {type(frame).__name__}")
-        stream = frame.get("stream")
-        data = frame.get("data")
-        if type(stream) is not str or type(data) is not dict:
-            if any(k in frame for k in _NON_DATA_KEYS) or frame.get("e") == "serverShutdown":
+            frame = _frame_decoder.decode(raw)
+        except msgspec.DecodeError:
+            return self._not_a_stream_frame(raw)
+        stream = frame.stream
+        if stream.endswith("@trade"):
+            try:
+                data = _trade_decoder.decode(frame.data)
+            except msgspec.DecodeError:
+                return self._explain(frame.data, "trade", "t", recv_ts)
+            if data.X != _MARKET_TRADE:
                 return None
-            raise InvalidInput("bad_schema", "expected {'stream': str, 'data': object}")
-        kind = stream.rpartition("@")[2]
-        if kind == "trade":
-            return self._trade(data, recv_ts)
-        if kind == "aggTrade":
-            return self._agg_trade(data, recv_ts)
+            trade = self._build(data, data.t, "trade", recv_ts)
+            return trade if trade is not None else self._explain(frame.data, "trade", "t",
+                                                                 recv_ts)
+        if stream.endswith("@aggTrade"):
+            try:
+                agg = _agg_decoder.decode(frame.data)
+            except msgspec.DecodeError:
+                return self._explain(frame.data, "aggTrade", "a", recv_ts)
+            trade = self._build(agg, agg.a, "aggTrade", recv_ts)
+            if trade is None:
+                return self._explain(frame.data, "aggTrade", "a", recv_ts)
+            if not 0 <= agg.f <= agg.l:
+                raise InvalidInput("bad_trade_id", f"aggTrade f={agg.f} l={agg.l}")
+            trade["first_trade_id"] = agg.f
+            trade["last_trade_id"] = agg.l
+            return trade
         return None
 
-    def _symbol(self, data: dict[str, object]) -> str:
-        symbol = data.get("s")
-        if type(symbol) is not str:
-            raise InvalidInput("bad_schema", "field 's' (symbol) missing or not a string")
-        if symbol not in self.symbols:
-            raise InvalidInput("unknown_symbol", f"{symbol[:40]!r} is not configured")
-        return symbol
-
-    def _trade(self, data: dict[str, object], recv_ts: int) -> Trade | None:
-        if data.get("e") != "trade":
-            raise InvalidInput("bad_schema", "trade stream without e='trade'")
-        if data.get("X", _MARKET_TRADE) != _MARKET_TRADE:
+    def _build(
+        self, data: _TradeData | _AggTradeData, trade_id: int, event: str, recv_ts: int
+    ) -> Trade | None:
+        """The trade when every value is valid, else None (never raises)."""
+        ts = data.T
+        ts_us = None
+        if ts >= US_THRESHOLD:
+            ts_us, ts = ts, ts // 1000
+        price = data.p
+        qty = data.q
+        try:
+            price_f = float(price)
+            qty_f = float(qty)
+        except ValueError:
             return None
-        try:
-            return self._build(data, data["t"], recv_ts)
-        except KeyError as exc:
-            raise InvalidInput("bad_schema", f"trade field {exc} missing") from None
-
-    def _agg_trade(self, data: dict[str, object], recv_ts: int) -> Trade:
-        if data.get("e") != "aggTrade":
-            raise InvalidInput("bad_schema", "aggTrade stream without e='aggTrade'")
-        try:
-            trade = self._build(data, data["a"], recv_ts)
-            first = check_trade_id(data["f"])
-            last = check_trade_id(data["l"])
-        except KeyError as exc:
-            raise InvalidInput("bad_schema", f"aggTrade field {exc} missing") from None
-        if last < first:
-            raise InvalidInput("bad_trade_id", f"last trade id {last} < first {first}")
-        trade["first_trade_id"] = first
-        trade["last_trade_id"] = last
-        return trade
-
-    def _build(self, data: dict[str, object], trade_id: object, recv_ts: int) -> Trade:
-        ts, ts_us = split_timestamp(data["T"])
+        # float() alone would also take "1e3", "1_000", " 5" and "+5": only digits and dots
+        # may remain after strip (a second dot already failed float()).
+        if not (
+            data.e == event
+            and data.s in self.symbols
+            and trade_id >= 0
+            and MIN_TS_MS <= ts <= recv_ts + MAX_FUTURE_MS
+            and 0.0 < price_f < _INF
+            and 0.0 < qty_f < _INF
+            and len(price) <= MAX_DECIMAL_LEN
+            and len(qty) <= MAX_DECIMAL_LEN
+            and not (price + qty).strip(_DECIMAL_CHARS)
+        ):
+            return None
         trade: Trade = {
             "v": SCHEMA_VERSION,
             "exchange": "binance",
             "market": self.market,
-            "symbol": self._symbol(data),
-            "trade_id": check_trade_id(trade_id),
-            "price": check_decimal(data["p"], "bad_price"),
-            "qty": check_decimal(data["q"], "bad_qty"),
+            "symbol": data.s,
+            "trade_id": trade_id,
+            "price": price,
+            "qty": qty,
             "ts": ts,
-            "buyer_maker": check_side(data["m"]),
+            "buyer_maker": data.m,
             "recv_ts": recv_ts,
         }
         if ts_us is not None:
             trade["ts_us"] = ts_us
         return trade
+
+    def _explain(self, raw_data: msgspec.Raw, event: str, id_field: str, recv_ts: int) -> Trade:
+        """Find the first invalid field of a frame that failed the fast path, and raise."""
+        data = _load_json(bytes(raw_data))
+        if type(data) is not dict:
+            raise InvalidInput("bad_schema", f"{event} data is not an object")
+        if data.get("e") != event:
+            raise InvalidInput("bad_schema", f"{event} stream without e={event!r}")
+        fields = ("s", id_field, "p", "q", "T", "m") + (("f", "l") if event == "aggTrade" else ())
+        missing = [k for k in fields if k not in data]
+        if missing:
+            raise InvalidInput("bad_schema", f"{event} field(s) {', '.join(missing)} missing")
+        symbol = data["s"]
+        if type(symbol) is not str:
+            raise InvalidInput("bad_schema", "field 's' (symbol) is not a string")
+        if symbol not in self.symbols:
+            raise InvalidInput("unknown_symbol", f"{symbol[:40]!r} is not configured")
+        for name in fields[1:2] + fields[6:]:
+            check_trade_id(data[name])
+        check_decimal(data["p"], "bad_price")
+        check_decimal(data["q"], "bad_qty")
+        check_side(data["m"])
+        ts = data["T"]
+        if type(ts) is not int or ts <= 0:
+            raise InvalidInput("bad_timestamp", f"must be a positive integer: {ts!r:.60}")
+        check_timestamp_ms(ts // 1000 if ts >= US_THRESHOLD else ts, recv_ts)
+        if event == "trade" and type(data.get("X", _MARKET_TRADE)) is not str:
+            raise InvalidInput("bad_schema", "field 'X' is not a string")
+        raise InvalidInput("bad_schema", f"{event} fields of unexpected types")
+
+    @staticmethod
+    def _not_a_stream_frame(raw: bytes | str) -> None:
+        """Skip the non-data objects a stream or recording may hold; name what else is wrong."""
+        frame = _load_json(raw)
+        if type(frame) is not dict:
+            raise InvalidInput("bad_schema", f"frame is a JSON {type(frame).__name__}")
+        if any(k in frame for k in _NON_DATA_KEYS) or frame.get("e") == "serverShutdown":
+            return None
+        raise InvalidInput("bad_schema", "expected {'stream': str, 'data': object}")
