@@ -49,7 +49,7 @@ def load_trade_frames(copies: int) -> list[tuple[bytes, int]]:
     base: list[tuple[dict[str, object], int]] = []
     for rel in RECORDINGS["spot"]:
         for recv_ns, frame in read_lines(FIXTURES / rel):
-            if b"@trade" in frame[:40]:
+            if recv_ns is not None and b"@trade" in frame[:40]:
                 base.append((orjson.loads(frame), recv_ns // 1_000_000))
     base.sort(key=lambda item: item[1])
     ids: dict[str, list[int]] = {}
@@ -90,27 +90,30 @@ def parse_cost(frames: list[tuple[bytes, int]], repeats: int) -> dict[str, float
     }
 
 
-def ingest_run(bootstrap: str, frames: list[tuple[bytes, int]], compression: str) -> float:
+Rates = tuple[float, float]  # (trades per wall-clock second, per CPU-second of the thread)
+
+
+def ingest_run(bootstrap: str, frames: list[tuple[bytes, int]], compression: str) -> Rates:
     topic = f"bench.trades.{uuid.uuid4().hex[:8]}"
     ensure_topics(bootstrap, [topic, topic + ".dl", topic + ".gaps"], 3)
     sink = KafkaSink(bootstrap, topic, topic + ".dl", topic + ".gaps", compression=compression)
     ingest = Ingestor(sink, "spot", SYMBOLS, "bench")
     frame = ingest.frame
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.thread_time()
     for raw, recv in frames:
         frame(raw, recv)
     ingest.close()  # flush: every message acknowledged by the broker
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.thread_time() - cpu
     assert ingest.stats.trades == len(frames), ingest.stats
-    return len(frames) / elapsed
+    return len(frames) / elapsed, len(frames) / cpu
 
 
-def raw_run(bootstrap: str, messages: list[tuple[bytes, bytes, int]], compression: str) -> float:
+def raw_run(bootstrap: str, messages: list[tuple[bytes, bytes, int]], compression: str) -> Rates:
     topic = f"bench.raw.{uuid.uuid4().hex[:8]}"
     ensure_topics(bootstrap, [topic], 3)
     producer = Producer(producer_config(bootstrap, compression))
     produce = producer.produce
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.thread_time()
     for n, (key, value, ts) in enumerate(messages):
         while True:
             try:
@@ -121,9 +124,9 @@ def raw_run(bootstrap: str, messages: list[tuple[bytes, bytes, int]], compressio
         if n % 1000 == 0:
             producer.poll(0)
     remaining = producer.flush(60)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.thread_time() - cpu
     assert remaining == 0
-    return len(messages) / elapsed
+    return len(messages) / elapsed, len(messages) / cpu
 
 
 def main() -> None:
@@ -158,7 +161,8 @@ def main() -> None:
             assert trade is not None
             messages.append((trade["symbol"].encode(), encode(trade), trade["ts"]))
         # Alternate the two so machine noise hits both alike.
-        ingest_rates, raw_rates = [], []
+        ingest_rates: list[Rates] = []
+        raw_rates: list[Rates] = []
         for i in range(args.repeats):
             if i % 2:
                 raw_rates.append(raw_run(bootstrap, messages, args.compression))
@@ -171,16 +175,22 @@ def main() -> None:
         if broker is not None:
             broker.stop()
 
-    ingest_med = statistics.median(ingest_rates)
-    raw_med = statistics.median(raw_rates)
-    print("\nthroughput into Kafka, flushed (trades/s; median, then every run):")
-    print(f"  alphaplus ingest (validate+normalise+produce) {ingest_med:>10,.0f}   "
-          f"{[round(r) for r in ingest_rates]}")
-    print(f"  raw confluent-kafka produce, same messages    {raw_med:>10,.0f}   "
-          f"{[round(r) for r in raw_rates]}")
-    print(f"  ratio ingest / raw                            {ingest_med / raw_med:>10.2f}")
-    print(f"  target: >= 150,000 trades/s and ratio >= 0.6  "
-          f"{'MET' if ingest_med >= 150_000 and ingest_med / raw_med >= 0.6 else 'NOT MET'}")
+    print("\nthroughput into Kafka, delivery confirmed (trades/s; median, then every run):")
+    report("wall clock", [r[0] for r in ingest_rates], [r[0] for r in raw_rates])
+    report("per CPU-second of the producing thread (one core)",
+           [r[1] for r in ingest_rates], [r[1] for r in raw_rates])
+
+
+def report(title: str, ingest: list[float], raw: list[float]) -> None:
+    ingest_med, raw_med = statistics.median(ingest), statistics.median(raw)
+    ratio = ingest_med / raw_med
+    verdict = "MET" if ingest_med >= 150_000 and ratio >= 0.6 else "NOT MET"
+    print(f"  {title}:")
+    print(f"    alphaplus ingest (validate+normalise+produce) {ingest_med:>10,.0f}   "
+          f"{[round(r) for r in ingest]}")
+    print(f"    raw confluent-kafka produce, same messages    {raw_med:>10,.0f}   "
+          f"{[round(r) for r in raw]}")
+    print(f"    ratio {ratio:.2f}; target >= 150,000 trades/s and ratio >= 0.6: {verdict}")
 
 
 if __name__ == "__main__":

@@ -14,16 +14,23 @@ def encode(record: Trade | DeadLetter | TradeGap) -> bytes:
     return orjson.dumps(record)
 
 
-def decode_trade(value: bytes) -> Trade:
-    return cast(Trade, orjson.loads(value))
+def _value(value: bytes | None) -> bytes:
+    # Kafka allows null values (tombstones); none of our topics has a use for one.
+    if value is None:
+        raise ValueError("message has no value")
+    return value
 
 
-def decode_deadletter(value: bytes) -> DeadLetter:
-    return cast(DeadLetter, orjson.loads(value))
+def decode_trade(value: bytes | None) -> Trade:
+    return cast(Trade, orjson.loads(_value(value)))
 
 
-def decode_gap(value: bytes) -> TradeGap:
-    return cast(TradeGap, orjson.loads(value))
+def decode_deadletter(value: bytes | None) -> DeadLetter:
+    return cast(DeadLetter, orjson.loads(_value(value)))
+
+
+def decode_gap(value: bytes | None) -> TradeGap:
+    return cast(TradeGap, orjson.loads(_value(value)))
 
 
 def dead_letter(raw: bytes | str, reason: str, detail: str, source: str, ts: int) -> DeadLetter:

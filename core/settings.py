@@ -83,7 +83,8 @@ def setting(default: Any, doc: str, parse: Callable[[str], Any] = _str) -> Any:
 class Settings:
     kafka_bootstrap: str = setting(
         "127.0.0.1:9092",
-        "Kafka bootstrap servers. `alphaplus up` starts the embedded broker when none answers here.",
+        "Kafka bootstrap servers. `alphaplus up` starts the embedded broker when none answers "
+        "here.",
     )
     redis_url: str = setting(
         "redis://127.0.0.1:6379/0",

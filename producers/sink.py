@@ -46,7 +46,7 @@ class KafkaSink:
         self.topic_gaps = topic_gaps
         self.max_attempts = max_attempts
         self.delivery_errors = 0
-        self._attempts: dict[tuple[str, int | None, bytes | None], int] = {}
+        self._attempts: dict[tuple[str, int, bytes | None], int] = {}
         self._failed: list[str] = []
         self._since_poll = 0
         self._keys: dict[str, bytes] = {}
@@ -84,7 +84,7 @@ class KafkaSink:
         # With delivery.report.only.error this runs for failures only.
         if err is None:
             return
-        topic = msg.topic()
+        topic = msg.topic() or "?"
         self.delivery_errors += 1
         metrics.KAFKA_DELIVERY_ERRORS.labels(topic).inc()
         ident = (topic, msg.timestamp()[1], msg.key())

@@ -55,5 +55,5 @@ def settings(kafka_bootstrap: str) -> Settings:
     return s
 
 
-def topic_values(bootstrap: str, topic: str) -> list[bytes]:
+def topic_values(bootstrap: str, topic: str) -> list[bytes | None]:
     return [m.value() for m in read_topic(bootstrap, topic)]

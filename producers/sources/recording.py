@@ -11,8 +11,8 @@ import gzip
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from io import BufferedIOBase
 from pathlib import Path
-from typing import IO
 
 from core.exceptions import InvalidInput
 from producers.ingest import Ingestor
@@ -20,7 +20,7 @@ from producers.ingest import Ingestor
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-def open_recording(path: str | Path) -> IO[bytes]:
+def open_recording(path: str | Path) -> BufferedIOBase:
     with open(path, "rb") as probe:
         magic = probe.read(2)
     if magic == GZIP_MAGIC:

@@ -17,7 +17,7 @@ from tests.producers.test_frames import BAD
 def good_trade_lines(n: int) -> list[bytes]:
     lines = []
     for recv_ns, raw in read_lines(HFT / "spot" / "btcusdt_20240808.gz"):
-        if b"@trade" in raw[:40]:
+        if recv_ns is not None and b"@trade" in raw[:40]:
             lines.append(b"%d %s" % (recv_ns, raw))
             if len(lines) == n:
                 break
