@@ -33,6 +33,19 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return settings
 
 
+def with_csv_symbols(settings: Settings, args: argparse.Namespace) -> Settings:
+    """A CSV file names its symbol, so importing it should not need `--symbols` as well."""
+    from producers.sources import split_spec
+
+    kind, paths = split_spec(args.source)
+    if kind != "csv" or args.symbols:
+        return settings
+    from producers.sources.csv_import import parse_file_name
+
+    named = tuple(parse_file_name(p).symbol for p in paths)
+    return settings.replace(symbols=tuple(dict.fromkeys(settings.symbols + named)))
+
+
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
         "produce", help="validate and normalise trades from a source into Kafka"
@@ -45,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from producers.run import produce, stop_on_signals
     from producers.sources import build_source
 
-    settings = settings_from_args(args)
+    settings = with_csv_symbols(settings_from_args(args), args)
     metrics.serve(settings.metrics_port)
     source = build_source(args.source, settings, speed=args.speed, rate=args.rate,
                           seed=args.seed)
