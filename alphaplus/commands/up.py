@@ -1,0 +1,137 @@
+"""`alphaplus up`: the whole pipeline on this machine, with embedded servers where none answers.
+
+Kafka, Redis and PostgreSQL are each the configured server when it answers, else the embedded
+one (infra/stack). The pipeline processes run as children with the resolved endpoints in their
+ALPHAPLUS_* environment; Ctrl-C or SIGTERM stops them, then the embedded servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alphaplus.commands.produce import add_source_arguments, settings_from_args
+from alphaplus.supervisor import ChildSpec, Supervisor
+from core.exceptions import ServiceUnavailable
+from core.kafka import ensure_topics
+from core.settings import Settings
+from infra.stack.resolve import Stack
+
+#: Trades per second of the synthetic source when it stands in for an unreachable exchange.
+DEMO_RATE = 200.0
+EXCHANGE_TIMEOUT = 5.0
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "up", help="run the pipeline, with embedded Kafka/Redis/PostgreSQL where none answers"
+    )
+    add_source_arguments(parser)
+    parser.add_argument(
+        "--no-fallback", action="store_true",
+        help="with --source binance: fail when the exchange is unreachable, instead of using "
+             "the synthetic source")
+    parser.add_argument(
+        "--log-dir", type=Path, default=None,
+        help="folder for the processes' logs (default: <state dir>/logs/<UTC time>/)")
+    parser.set_defaults(func=run)
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def exchange_unreachable(settings: Settings, timeout: float = EXCHANGE_TIMEOUT) -> str | None:
+    """None when the exchange's WebSocket endpoint completes a handshake, else why not."""
+    from websockets.exceptions import WebSocketException
+    from websockets.sync.client import connect
+
+    stream = f"{settings.symbols[0].lower()}@{settings.binance_stream}"
+    try:
+        with connect(f"{settings.ws_base_url}/stream?streams={stream}",
+                     open_timeout=timeout, close_timeout=1):
+            return None
+    except (OSError, WebSocketException) as exc:
+        if isinstance(exc, OSError) and exc.strerror:
+            return exc.strerror  # "Connection refused", not "[Errno 111] Connection refused"
+        return str(exc) or type(exc).__name__
+
+
+def choose_source(args: argparse.Namespace, settings: Settings) -> tuple[str, float | None]:
+    """The source spec and synthetic rate to run: the asked ones, or the synthetic source at a
+    demo rate when the exchange cannot be reached (unless --no-fallback)."""
+    from producers.sources import split_spec
+
+    kind, _paths = split_spec(args.source)  # a bad spec fails here, before anything starts
+    if kind != "binance":
+        return args.source, args.rate
+    reason = exchange_unreachable(settings)
+    if reason is None:
+        say(f"{'binance':<9} {settings.ws_base_url} reachable")
+        return args.source, args.rate
+    problem = f"{settings.ws_base_url} unreachable ({reason})"
+    if args.no_fallback:
+        raise ServiceUnavailable(f"{problem}; not starting (--no-fallback)")
+    say(f"{'binance':<9} {problem}; using the synthetic source instead (--no-fallback to fail)")
+    return "synthetic", args.rate or DEMO_RATE
+
+
+def producer_spec(args: argparse.Namespace, settings: Settings, source: str,
+                  rate: float | None) -> ChildSpec:
+    argv = [sys.executable, "-m", "alphaplus.cli", "produce", "--source", source,
+            "--seed", str(args.seed)]
+    if args.speed is not None:
+        argv += ["--speed", str(args.speed)]
+    if rate is not None:
+        argv += ["--rate", str(rate)]
+    env = {**os.environ, **settings.as_env(), "PYTHONUNBUFFERED": "1"}
+    finite = source.partition(":")[0].strip().lower() in ("recording", "csv")
+    return ChildSpec("producer", argv, env, must_run=not finite)
+
+
+def default_log_dir(settings: Settings) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return Path(settings.state_dir) / "logs" / stamp
+
+
+def create_topics(settings: Settings) -> None:
+    names = [settings.topic_trades, settings.topic_candles, settings.topic_deadletter,
+             settings.topic_gaps]
+    created = ensure_topics(settings.kafka_bootstrap, names, settings.kafka_partitions)
+    note = (f"{len(created)} created with {settings.kafka_partitions} partitions"
+            if created else "all existed")
+    say(f"{'topics':<9} {', '.join(names)} ({note})")
+
+
+def run(args: argparse.Namespace) -> int:
+    from producers.run import stop_on_signals
+
+    settings = settings_from_args(args)
+    log_dir: Path = args.log_dir or default_log_dir(settings)
+    with stop_on_signals() as stop, ExitStack() as cleanup:
+        source, rate = choose_source(args, settings)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        say(f"{'logs':<9} {log_dir}/ (one file per process)")
+        # Callbacks run last-registered first: the pipeline stops before the servers it uses.
+        cleanup.callback(say, f"{'stopped':<9} everything this run started")
+        stack = cleanup.enter_context(Stack(Path(settings.state_dir), log_dir))
+        supervisor = Supervisor(log_dir, report=say)
+        cleanup.callback(supervisor.stop)
+
+        resolved = stack.resolve(settings, stop, report=lambda service: say(service.line()))
+        if resolved is None:
+            return 0
+        create_topics(resolved)
+        if stop.is_set():
+            return 0
+        producer = supervisor.start(producer_spec(args, resolved, source, rate))
+        speed = f" at {rate:g} trades/s" if rate and source == "synthetic" else ""
+        say(f"{'producer':<9} {source}{speed} into {resolved.topic_trades} "
+            f"(pid {producer.pid}, log {producer.log_path})")
+        say(f"{'running':<9} Ctrl-C or SIGTERM stops everything")
+        return supervisor.watch(stop)

