@@ -10,6 +10,7 @@ pretend it was delivered.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import Any
@@ -38,8 +39,11 @@ class KafkaSink:
         max_attempts: int = 5,
         **producer_overrides: Any,
     ) -> None:
+        self._failed: list[str] = []
         config = producer_config(bootstrap, compression, **producer_overrides)
-        config["error_cb"] = self._on_client_error
+        # A callback bound to self would make producer and sink a reference cycle, keeping the
+        # producer (and its broker connections) alive after the sink is dropped.
+        config["error_cb"] = functools.partial(_on_client_error, self._failed)
         self._producer = Producer(config)
         self.topic_trades = topic_trades
         self.topic_deadletter = topic_deadletter
@@ -47,7 +51,6 @@ class KafkaSink:
         self.max_attempts = max_attempts
         self.delivery_errors = 0
         self._attempts: dict[tuple[str, int, bytes | None], int] = {}
-        self._failed: list[str] = []
         self._since_poll = 0
         self._keys: dict[str, bytes] = {}
 
@@ -99,11 +102,6 @@ class KafkaSink:
                     attempt)
         self._produce(topic, msg.key() or b"", msg.value() or b"", msg.timestamp()[1])
 
-    def _on_client_error(self, err: KafkaError) -> None:
-        if err.fatal():
-            self._failed.append(f"fatal producer error: {err}")
-        log.warning("kafka: %s", err)
-
     def poll(self, timeout: float = 0.0) -> None:
         self._producer.poll(timeout)
 
@@ -122,3 +120,9 @@ class KafkaSink:
 
     def close(self) -> None:
         self.flush()
+
+
+def _on_client_error(failed: list[str], err: KafkaError) -> None:
+    if err.fatal():
+        failed.append(f"fatal producer error: {err}")
+    log.warning("kafka: %s", err)
