@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal, NotRequired, TypedDict
+from typing import Literal, NotRequired, TypedDict, cast
+
+import msgspec
 
 SCHEMA_VERSION = 1
 
@@ -31,6 +33,30 @@ class Trade(TypedDict):
     ts_us: NotRequired[int]
     first_trade_id: NotRequired[int]
     last_trade_id: NotRequired[int]
+
+
+class TradeRecord(msgspec.Struct, omit_defaults=True, gc=False):
+    """The same trade as `Trade`, as a struct: what the hot ingest path builds, because msgspec
+    encodes it about twice as fast as orjson encodes the dict. The JSON is identical (same keys,
+    same order, optional fields omitted when absent)."""
+
+    v: int
+    exchange: str
+    market: str
+    symbol: str
+    trade_id: int
+    price: str
+    qty: str
+    ts: int
+    buyer_maker: bool
+    recv_ts: int
+    ts_us: int | None = None
+    first_trade_id: int | None = None
+    last_trade_id: int | None = None
+
+    def as_dict(self) -> Trade:
+        # omit_defaults makes to_builtins leave out the absent optional fields, as the JSON does.
+        return cast(Trade, msgspec.to_builtins(self))
 
 
 class DeadLetter(TypedDict):

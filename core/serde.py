@@ -1,13 +1,21 @@
-"""Kafka message (de)serialisation: compact JSON through orjson."""
+"""Kafka message (de)serialisation: compact JSON through orjson (dicts) and msgspec (structs)."""
 
 from __future__ import annotations
 
 import base64
 from typing import cast
 
+import msgspec
 import orjson
 
-from core.models import SCHEMA_VERSION, DeadLetter, Trade, TradeGap
+from core.models import SCHEMA_VERSION, DeadLetter, Trade, TradeGap, TradeRecord
+
+
+def encode_record(record: TradeRecord) -> bytes:
+    return _struct_encoder.encode(record)
+
+
+_struct_encoder = msgspec.json.Encoder()
 
 
 def encode(record: Trade | DeadLetter | TradeGap) -> bytes:

@@ -20,8 +20,8 @@ from confluent_kafka import KafkaError, Message, Producer
 from core import metrics
 from core.exceptions import DeliveryError
 from core.kafka import producer_config
-from core.models import DeadLetter, Trade, TradeGap
-from core.serde import encode
+from core.models import DeadLetter, Trade, TradeGap, TradeRecord
+from core.serde import encode, encode_record
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,13 @@ class KafkaSink:
         if key is None:
             key = self._keys[symbol] = symbol.encode()
         self._produce(self.topic_trades, key, encode(trade), trade["ts"])
+
+    def trade_record(self, record: TradeRecord) -> None:
+        symbol = record.symbol
+        key = self._keys.get(symbol)
+        if key is None:
+            key = self._keys[symbol] = symbol.encode()
+        self._produce(self.topic_trades, key, encode_record(record), record.ts)
 
     def dead_letter(self, letter: DeadLetter) -> None:
         self._produce(self.topic_deadletter, letter["source"].encode(), encode(letter),

@@ -231,6 +231,7 @@ class CsvSource:
             for lines in read_chunks(fh, bar.update):
                 if stop.is_set():
                     return False
+                ingest.flush_metrics()
                 for line in lines:
                     lineno += 1
                     if line.endswith(b"\r"):

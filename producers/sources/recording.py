@@ -63,6 +63,10 @@ class RecordingSource:
                 if recv_ns is None:
                     ingest.reject(frame, InvalidInput("bad_schema", "line lacks '<ns> ' prefix"))
                     continue
+                if n % 4096 == 0:
+                    if stop.is_set():
+                        return
+                    ingest.flush_metrics()
                 if self.speed is not None:
                     if start_wall is None:
                         start_wall, start_rec = time.monotonic(), recv_ns
@@ -70,6 +74,4 @@ class RecordingSource:
                     delay = due - time.monotonic()
                     if delay > 0 and stop.wait(delay):
                         return
-                elif n % 4096 == 0 and stop.is_set():
-                    return
                 frame_fn(frame, recv_ns // 1_000_000)

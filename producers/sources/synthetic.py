@@ -94,6 +94,7 @@ class SyntheticSource:
                 # Symbols are checked above, so the raw input is never needed for a dead letter.
                 accept(gen.next(), b"")
             sent += n
+            ingest.flush_metrics()
             if self.rate is not None:
                 # Pace against the start, not the previous batch, so waits do not drift.
                 delay = started + sent / self.rate - time.monotonic()

@@ -25,6 +25,7 @@ from core.settings import Settings
 from producers.ingest import Ingestor
 from producers.run import produce
 from producers.sources.csv_import import CsvSource, parse_file_name
+from tests.producers.counting_sink import CountingSink
 
 MS_2024 = 1_723_075_200_000  # 2024-08-08
 MS_2024_END = 1_735_689_000_000  # 2024-12-31 23:50
@@ -286,31 +287,6 @@ def test_broken_zip_is_a_clear_error(tmp_path: Path) -> None:
     ingest = Ingestor(CountingSink(), "spot", ["BTCUSDT"], "csv")
     with pytest.raises(ConfigError, match="broken zip"):
         CsvSource([path], "spot", progress=False).run(ingest, threading.Event())
-
-
-class CountingSink:
-    """A sink that only counts, for behaviour that does not need the broker."""
-
-    def __init__(self, stop: threading.Event | None = None, stop_after: int = 0) -> None:
-        self.trades = 0
-        self.stop, self.stop_after = stop, stop_after
-
-    def trade(self, trade: Trade) -> None:
-        self.trades += 1
-        if self.stop is not None and self.trades == self.stop_after:
-            self.stop.set()
-
-    def dead_letter(self, letter: DeadLetter) -> None:
-        raise AssertionError(letter)
-
-    def gap(self, gap: TradeGap) -> None:
-        raise AssertionError(gap)
-
-    def poll(self, timeout: float = 0.0) -> None:
-        pass
-
-    def flush(self, timeout: float = 60.0) -> None:
-        pass
 
 
 def test_stops_promptly(tmp_path: Path) -> None:

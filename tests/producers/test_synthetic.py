@@ -8,7 +8,7 @@ import pytest
 
 from core.exceptions import ConfigError
 from core.kafka import read_topic
-from core.models import DeadLetter, Trade, TradeGap
+from core.models import Trade
 from core.serde import decode_trade
 from core.settings import Settings
 from producers.ingest import Ingestor
@@ -16,6 +16,7 @@ from producers.run import produce
 from producers.sources import synthetic
 from producers.sources.synthetic import SyntheticSource, TradeGenerator
 from producers.validation import check_decimal, split_timestamp
+from tests.producers.counting_sink import CountingSink
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "XRPUSDT")
 
@@ -113,29 +114,9 @@ def test_prices_stay_positive_and_bounded(monkeypatch: pytest.MonkeyPatch, start
     assert max(values) == start * 1000
 
 
-class NullSink:
-    def __init__(self) -> None:
-        self.trades = 0
-
-    def trade(self, trade: Trade) -> None:
-        self.trades += 1
-
-    def dead_letter(self, letter: DeadLetter) -> None:
-        raise AssertionError(letter)
-
-    def gap(self, gap: TradeGap) -> None:
-        raise AssertionError(gap)
-
-    def poll(self, timeout: float = 0.0) -> None:
-        pass
-
-    def flush(self, timeout: float = 60.0) -> None:
-        pass
-
-
 @pytest.mark.parametrize("rate", [None, 50.0])
 def test_runs_until_stopped(rate: float | None) -> None:
-    sink = NullSink()
+    sink = CountingSink()
     stop = threading.Event()
     timer = threading.Timer(0.3, stop.set)
     timer.start()
@@ -154,4 +135,4 @@ def test_refuses_bad_parameters_and_unconfigured_symbols() -> None:
         SyntheticSource(["BTCUSDT"], market="coinm")
     with pytest.raises(ConfigError, match="SOLUSDT"):
         SyntheticSource(["SOLUSDT"], limit=1).run(
-            Ingestor(NullSink(), "spot", ["BTCUSDT"], "synthetic"), threading.Event())
+            Ingestor(CountingSink(), "spot", ["BTCUSDT"], "synthetic"), threading.Event())
