@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -37,10 +38,10 @@ class KafkaSink:
         topic_gaps: str,
         compression: str = "lz4",
         max_attempts: int = 5,
-        **producer_overrides: Any,
+        producer_overrides: Mapping[str, Any] | None = None,
     ) -> None:
         self._failed: list[str] = []
-        config = producer_config(bootstrap, compression, **producer_overrides)
+        config = producer_config(bootstrap, compression, **(producer_overrides or {}))
         # A callback bound to self would make producer and sink a reference cycle, keeping the
         # producer (and its broker connections) alive after the sink is dropped.
         config["error_cb"] = functools.partial(_on_client_error, self._failed)
@@ -50,7 +51,6 @@ class KafkaSink:
         self.topic_gaps = topic_gaps
         self.max_attempts = max_attempts
         self.delivery_errors = 0
-        self._attempts: dict[tuple[str, int, bytes | None], int] = {}
         self._since_poll = 0
         self._keys: dict[str, bytes] = {}
 
@@ -75,11 +75,19 @@ class KafkaSink:
     def gap(self, gap: TradeGap) -> None:
         self._produce(self.topic_gaps, gap["symbol"].encode(), encode(gap), gap["detected_ts"])
 
-    def _produce(self, topic: str, key: bytes, value: bytes, timestamp: int) -> None:
+    def _produce(
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        timestamp: int,
+        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+    ) -> None:
         while True:
             try:
                 self._producer.produce(
-                    topic, value, key, timestamp=timestamp, on_delivery=self._on_delivery
+                    topic, value, key, timestamp=timestamp,
+                    on_delivery=on_delivery or self._first_attempt_failed,
                 )
                 break
             except BufferError:
@@ -90,24 +98,25 @@ class KafkaSink:
             self._since_poll = 0
             self._producer.poll(0)
 
-    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+    def _first_attempt_failed(self, err: KafkaError | None, msg: Message) -> None:
+        # One shared bound method on the hot path; only a retry carries its own count.
+        self._delivery_failed(1, err, msg)
+
+    def _delivery_failed(self, attempt: int, err: KafkaError | None, msg: Message) -> None:
         # With delivery.report.only.error this runs for failures only.
         if err is None:
             return
         topic = msg.topic() or "?"
         self.delivery_errors += 1
         metrics.KAFKA_DELIVERY_ERRORS.labels(topic).inc()
-        ident = (topic, msg.timestamp()[1], msg.key())
-        attempt = self._attempts.get(ident, 1) + 1
-        if attempt > self.max_attempts or err.fatal():
+        if attempt >= self.max_attempts or err.fatal():
             self._failed.append(f"{topic}: {err}")
-            log.error("giving up on a message to %s after %d attempts: %s", topic, attempt - 1,
-                      err)
+            log.error("giving up on a message to %s after %d attempts: %s", topic, attempt, err)
             return
-        self._attempts[ident] = attempt
         log.warning("delivery to %s failed (%s); producing again (attempt %d)", topic, err,
-                    attempt)
-        self._produce(topic, msg.key() or b"", msg.value() or b"", msg.timestamp()[1])
+                    attempt + 1)
+        self._produce(topic, msg.key() or b"", msg.value() or b"", msg.timestamp()[1],
+                      functools.partial(self._delivery_failed, attempt + 1))
 
     def poll(self, timeout: float = 0.0) -> None:
         self._producer.poll(timeout)
