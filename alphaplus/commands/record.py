@@ -18,31 +18,13 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-import orjson
-
 from core.exceptions import ConfigError
-from producers.sources.ws_switchover import TRADE_ID_FIELDS, WsOptions
+from producers.sources.ws_switchover import TRADE_ID_FIELDS, WsOptions, stream_sequence
 
 log = logging.getLogger(__name__)
 
 # Stream kind (the part after the symbol) -> the field that numbers its frames in order.
 SEQUENCE_FIELDS = {**TRADE_ID_FIELDS, "bookTicker": "u", "depth": "u"}
-
-
-def sequence_of(raw: bytes) -> tuple[str, int] | None:
-    """(stream, sequence number) of a frame that has one, else None."""
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    if type(obj) is not dict:
-        return None
-    stream, data = obj.get("stream"), obj.get("data")
-    if type(stream) is not str or type(data) is not dict:
-        return None
-    field = SEQUENCE_FIELDS.get(stream.split("@")[1] if "@" in stream else "")
-    value = data.get(field) if field else None
-    return (stream, value) if type(value) is int else None
 
 
 class BinaryOut(Protocol):
@@ -60,7 +42,7 @@ class FrameRecorder:
         self.last_seq: dict[str, int] = {}
 
     def frame(self, raw: bytes, recv_ns: int) -> None:
-        key = sequence_of(raw)
+        key = stream_sequence(raw, SEQUENCE_FIELDS)
         if key is not None:
             stream, seq = key
             last = self.last_seq.get(stream)

@@ -24,7 +24,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -100,8 +100,11 @@ def is_shutdown_event(raw: bytes) -> bool:
     )
 
 
-def trade_id_of(raw: bytes) -> tuple[str, int] | None:
-    """(stream, trade id) of a trade or aggTrade frame, None for anything else."""
+def stream_sequence(
+    raw: bytes, fields: Mapping[str, str] = TRADE_ID_FIELDS
+) -> tuple[str, int] | None:
+    """(stream, sequence number) of a frame whose stream kind numbers its frames (by default
+    the trade id of a trade or aggTrade frame), None for anything else."""
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -111,7 +114,8 @@ def trade_id_of(raw: bytes) -> tuple[str, int] | None:
     stream, data = obj.get("stream"), obj.get("data")
     if type(stream) is not str or type(data) is not dict:
         return None
-    field = TRADE_ID_FIELDS.get(stream.rpartition("@")[2])
+    # "btcusdt@depth@100ms" -> "depth"
+    field = fields.get(stream.split("@")[1] if "@" in stream else "")
     value = data.get(field) if field else None
     return (stream, value) if type(value) is int else None
 
@@ -164,7 +168,7 @@ class _Connection:
                 self.shutdown.set()
             elif self.buffer is not None:
                 self.buffer.append((raw, recv_ns))
-                key = trade_id_of(raw)
+                key = stream_sequence(raw)
                 if key is not None and key[1] < self.first_ids.get(key[0], math.inf):
                     self.first_ids[key[0]] = key[1]
             else:
