@@ -231,3 +231,49 @@ class SymbolCandles:
                 out.append(closed.candle(self.symbol, tf, True))
         self.late_amended += 1
         return None
+
+
+# Checkpoint form: plain lists, so a partition's candles survive a crash or move on rebalance.
+BarState = list[float | int]
+
+
+class SymbolState(msgspec.Struct):
+    base: BarState | None
+    partial: dict[str, BarState]
+    recent: dict[str, list[BarState]]
+    late_amended: int
+
+
+def bar_state(bar: Bar) -> BarState:
+    return [getattr(bar, name) for name in Bar.__slots__]
+
+
+def bar_from_state(values: BarState) -> Bar:
+    bar = Bar.__new__(Bar)
+    for name, value in zip(Bar.__slots__, values, strict=True):
+        setattr(bar, name, value)
+    return bar
+
+
+def symbol_state(sc: SymbolCandles) -> SymbolState:
+    return SymbolState(
+        None if sc.base is None else bar_state(sc.base),
+        {tf: bar_state(b) for tf, b in sc.partial.items()},
+        {tf: [bar_state(b) for b in held.values()] for tf, held in sc.recent.items()},
+        sc.late_amended,
+    )
+
+
+def symbol_from_state(symbol: str, timeframes: Sequence[str], late_grace_ms: int,
+                      state: SymbolState) -> SymbolCandles:
+    """Rebuild a symbol's candles; timeframes no longer configured are dropped."""
+    sc = SymbolCandles(symbol, timeframes, late_grace_ms)
+    sc.base = None if state.base is None else bar_from_state(state.base)
+    sc.partial = {tf: bar_from_state(v) for tf, v in state.partial.items() if tf in timeframes}
+    for tf, bars in state.recent.items():
+        if tf in sc.recent:
+            for values in bars:
+                bar = bar_from_state(values)
+                sc.recent[tf][bar.open_time] = bar
+    sc.late_amended = state.late_amended
+    return sc
