@@ -135,6 +135,26 @@ class Settings:
         _choice("lz4", "zstd", "snappy", "gzip", "none"))
     state_dir: str = setting(
         ".alphaplus", "Folder for logs and embedded-server data of `alphaplus up`.")
+    celery_broker_url: str = setting(
+        "", "Celery broker URL; empty means ALPHAPLUS_REDIS_URL.")
+    celery_queue_prefix: str = setting(
+        "alphaplus", "Prefix of the Celery queue names (<prefix>.indicators, .persist, .jobs).")
+    stream_group: str = setting(
+        "alphaplus-stream", "Kafka consumer group of the stream stage (replays add their run id).")
+    stream_batch: int = setting(
+        10_000, "Most trades the stream stage takes from Kafka per batch.", _int)
+    live_throttle_ms: int = setting(
+        100, "A forming candle is published at most this often per symbol and timeframe.", _int)
+    close_grace_ms: int = setting(
+        2_000,
+        "A live symbol that goes quiet has its candle closed by the wall clock this long after "
+        "the candle's end (history is only ever closed by its own trades).", _int)
+    late_grace_ms: int = setting(
+        60_000,
+        "Closed candles are held this long (event time) so that late trades amend them; "
+        "later ones go to the dead-letter topic as `late_trade`.", _int)
+    redis_window: int = setting(
+        500, "Closed candles kept in Redis per symbol and timeframe.", _int)
     metrics_port: int = setting(
         0, "Port for this process's Prometheus metrics; 0 turns the endpoint off.", _int)
 

@@ -57,3 +57,38 @@ def settings(kafka_bootstrap: str) -> Settings:
 
 def topic_values(bootstrap: str, topic: str) -> list[bytes | None]:
     return [m.value() for m in read_topic(bootstrap, topic)]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The machine's Redis when it answers (tests only touch keys of their own namespace),
+    else an embedded redis-server for the session."""
+    from infra.stack.redis import EmbeddedRedis, redis_answers
+
+    url = os.environ.get("ALPHAPLUS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    if redis_answers(url, timeout=1.0):
+        yield url
+        return
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis")).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def namespace(redis_url: str) -> Iterator[str]:
+    """A Redis namespace (and Celery queue prefix) of this test's own; its keys are deleted
+    afterwards, by prefix, so nothing else in a shared Redis is touched."""
+    import redis
+
+    ns = f"test-{uuid.uuid4().hex[:10]}"
+    yield ns
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for pattern in (f"alphaplus:{ns}:*", f"{ns}.*", f"_kombu.binding.{ns}.*"):
+            keys = list(client.scan_iter(match=pattern, count=1000))
+            if keys:
+                client.delete(*keys)
+    finally:
+        client.close()

@@ -1,0 +1,47 @@
+"""`alphaplus worker` and `alphaplus flower`: thin wrappers over Celery's own commands, so every
+Celery flag works (`alphaplus worker --concurrency 4 -Q alphaplus.persist`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+import celeryconfig
+from core.settings import Settings
+
+
+def register(sub: Any) -> None:
+    worker: argparse.ArgumentParser = sub.add_parser(
+        "worker", help="a Celery worker for the indicator, persistence and job queues",
+        add_help=False)
+    worker.add_argument("celery_args", nargs=argparse.REMAINDER,
+                        help="passed to `celery worker` (default: all AlphaPlus queues)")
+    worker.set_defaults(func=run_worker)
+    flower: argparse.ArgumentParser = sub.add_parser(
+        "flower", help="Flower, the Celery monitor, on the same broker", add_help=False)
+    flower.add_argument("celery_args", nargs=argparse.REMAINDER,
+                        help="passed to `celery flower` (default port 5555)")
+    flower.set_defaults(func=run_flower)
+
+
+def celery_argv(command: str, extra: list[str]) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "workers.celery_app", command, *extra]
+
+
+def worker_argv(extra: list[str], settings: Settings) -> list[str]:
+    if not any(a == "-Q" or a.startswith(("-Q", "--queues")) for a in extra):
+        queues = ",".join(celeryconfig.queue_name(settings, k) for k in celeryconfig.KINDS)
+        extra = ["-Q", queues, *extra]
+    return celery_argv("worker", extra)
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    argv = worker_argv(list(args.celery_args), Settings.from_env())
+    os.execv(argv[0], argv)  # replaces this process: signals go straight to Celery
+
+
+def run_flower(args: argparse.Namespace) -> int:
+    argv = celery_argv("flower", list(args.celery_args))
+    os.execv(argv[0], argv)

@@ -1,0 +1,68 @@
+"""Every Redis key and pub/sub channel AlphaPlus uses, and their TTLs, in one place.
+
+A namespace separates live data (`live`) from each replay or backtest run (its run id), so a
+replay never touches what the live pipeline serves: `alphaplus:<ns>:...`.
+"""
+
+from __future__ import annotations
+
+PREFIX = "alphaplus"
+LIVE = "live"
+
+#: The forming candle and latest values: refreshed continuously while the feed runs.
+LATEST_TTL_S = 24 * 60 * 60
+#: Closed candles kept per symbol and timeframe (the API's recent window).
+WINDOW_DEFAULT = 500
+
+
+def _ns(ns: str) -> str:
+    if not ns or ":" in ns:
+        raise ValueError(f"namespace must be non-empty and without ':': {ns!r}")
+    return f"{PREFIX}:{ns}"
+
+
+def candle(ns: str, symbol: str, timeframe: str) -> str:
+    """The latest candle (forming or just closed), JSON."""
+    return f"{_ns(ns)}:candle:{symbol}:{timeframe}"
+
+
+def candle_window(ns: str, symbol: str, timeframe: str) -> str:
+    """Closed candles, a sorted set scored by open_time, bounded to the window size."""
+    return f"{_ns(ns)}:candles:{symbol}:{timeframe}"
+
+
+def indicators(ns: str, symbol: str, timeframe: str) -> str:
+    return f"{_ns(ns)}:indicators:{symbol}:{timeframe}"
+
+
+def indicator_state(ns: str, symbol: str, timeframe: str) -> str:
+    """The incremental indicator engine's state, so any worker continues where another left."""
+    return f"{_ns(ns)}:indicator-state:{symbol}:{timeframe}"
+
+
+def signals(ns: str, symbol: str, timeframe: str) -> str:
+    return f"{_ns(ns)}:signals:{symbol}:{timeframe}"
+
+
+def patterns(ns: str, symbol: str, timeframe: str) -> str:
+    return f"{_ns(ns)}:patterns:{symbol}:{timeframe}"
+
+
+def stream_checkpoint(ns: str, group: str, topic: str, partition: int) -> str:
+    """A stream partition's open-candle state with the Kafka offset it reflects."""
+    return f"{_ns(ns)}:stream:checkpoint:{group}:{topic}:{partition}"
+
+
+def stream_stats(ns: str) -> str:
+    """A hash of the stream stage's counters (summed over its processes)."""
+    return f"{_ns(ns)}:stream:stats"
+
+
+# Pub/sub channels: the API subscribes to `channel_pattern(ns)` and fans out to WebSockets.
+def channel(ns: str, kind: str, symbol: str, timeframe: str) -> str:
+    """kind: kline | indicators | signals | patterns."""
+    return f"{_ns(ns)}:pub:{kind}:{symbol}:{timeframe}"
+
+
+def channel_pattern(ns: str) -> str:
+    return f"{_ns(ns)}:pub:*"

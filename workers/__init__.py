@@ -1,0 +1,2 @@
+"""Workers: the Kafka stream stage (trades → candles) and the Celery tasks (indicators,
+signals, persistence)."""

@@ -1,0 +1,1 @@
+"""The stream stage: a Kafka consumer group turning `market.trades` into candles."""

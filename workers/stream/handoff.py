@@ -1,0 +1,80 @@
+"""What leaves the stream stage besides live candles: closed candles to `market.candles` and to
+Celery, trade batches to the persistence task, bad input to the dead-letter topic.
+
+Celery tasks are sent by name, so the stream process needs the broker settings only, not the
+task code. One task per kind per poll batch, never one per trade.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+from celery import Celery
+from confluent_kafka import Producer
+
+from core.candles import Candle, LateTrade
+from core.kafka import producer_config
+from core.models import TradeRecord
+from core.serde import dead_letter, encode
+from core.settings import Settings
+
+# Task names: the contract between this stage and workers/tasks.
+TASK_CANDLES = "alphaplus.candles_closed"
+TASK_TRADES = "alphaplus.persist_trades"
+TASK_LATE = "alphaplus.amend_late_trades"
+
+_encode = msgspec.json.Encoder().encode
+
+
+def trade_rows(trades: list[TradeRecord]) -> list[list[Any]]:
+    """Compact rows for the persistence task: about half the size of trade dicts."""
+    return [[t.market, t.symbol, t.trade_id, t.price, t.qty, t.ts, t.buyer_maker]
+            for t in trades]
+
+
+class Handoff:
+    def __init__(self, settings: Settings, celery: Celery, ns: str, source: str) -> None:
+        self.settings = settings
+        self.celery = celery
+        self.ns = ns
+        self.source = source
+        self.producer = Producer(producer_config(settings.kafka_bootstrap,
+                                                 settings.kafka_compression, **{"linger.ms": 5}))
+        self.tasks_sent = 0
+
+    def candles(self, candles: list[Candle]) -> None:
+        if not candles:
+            return
+        topic = self.settings.topic_candles
+        for c in candles:
+            self.producer.produce(topic, _encode(c), f"{c.symbol}:{c.timeframe}".encode(),
+                                  timestamp=c.open_time)
+        self._send(TASK_CANDLES, [msgspec.to_builtins(c) for c in candles])
+
+    def trades(self, trades: list[TradeRecord]) -> None:
+        if trades:
+            self._send(TASK_TRADES, trade_rows(trades))
+
+    def late(self, late: list[tuple[bytes, LateTrade]]) -> None:
+        """Trades older than every held candle: persisted, and amending the stored candles."""
+        if late:
+            trades = [msgspec.json.decode(raw, type=TradeRecord) for raw, _ in late]
+            self._send(TASK_LATE, trade_rows(trades))
+
+    def rejected(self, raw: bytes, reason: str, detail: str) -> None:
+        letter = dead_letter(raw, reason, detail, self.source, int(time.time() * 1000))
+        self.producer.produce(self.settings.topic_deadletter, encode(letter),
+                              self.source.encode(), timestamp=letter["ts"])
+
+    def _send(self, task: str, rows: list[Any]) -> None:
+        # Queues come from celeryconfig.task_routes, by task name.
+        self.celery.send_task(task, args=(self.ns, rows))
+        self.tasks_sent += 1
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Everything produced is acknowledged: called before a checkpoint is stored."""
+        remaining = self.producer.flush(timeout)
+        if remaining:
+            raise TimeoutError(f"{remaining} candle/dead-letter messages unacknowledged")

@@ -1,0 +1,63 @@
+"""Forming candles to Redis (latest value + pub/sub), throttled per symbol and timeframe.
+
+Leading edge and trailing edge: the first change after a quiet spell is published at once, and
+changes inside the throttle interval are published when it ends, so a reader is never more than
+one interval behind and the API can push a tick within milliseconds of it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+import redis
+
+from core import redis_keys
+from core.candles import Candle, SymbolCandles
+
+_encode = msgspec.json.Encoder().encode
+
+
+class LivePublisher:
+    def __init__(self, client: redis.Redis, ns: str, throttle_ms: int) -> None:
+        self.client = client
+        self.ns = ns
+        self.throttle_s = throttle_ms / 1000
+        self._last: dict[str, float] = {}  # symbol -> when its candles were last published
+        self._dirty: dict[str, SymbolCandles] = {}
+        self.published = 0
+
+    def touched(self, symbols: dict[str, SymbolCandles], names: set[str]) -> None:
+        for name in names:
+            self._dirty[name] = symbols[name]
+
+    def publish_due(self, now: float | None = None) -> None:
+        """Publish every changed symbol whose interval has passed."""
+        if not self._dirty:
+            return
+        now = time.monotonic() if now is None else now
+        due = [s for s in self._dirty if now - self._last.get(s, 0.0) >= self.throttle_s]
+        if not due:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for symbol in due:
+            for candle in self._dirty.pop(symbol).forming():
+                self._write(pipe, candle)
+            self._last[symbol] = now
+        pipe.execute()
+
+    def closed(self, candles: list[Candle]) -> None:
+        """Closed candles replace the latest value at once (no throttle: one per range)."""
+        if not candles:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for candle in candles:
+            self._write(pipe, candle)
+        pipe.execute()
+
+    def _write(self, pipe: redis.client.Pipeline, candle: Candle) -> None:
+        payload = _encode(candle)
+        ns, symbol, tf = self.ns, candle.symbol, candle.timeframe
+        pipe.set(redis_keys.candle(ns, symbol, tf), payload, ex=redis_keys.LATEST_TTL_S)
+        pipe.publish(redis_keys.channel(ns, "kline", symbol, tf), payload)
+        self.published += 1
