@@ -12,7 +12,6 @@ from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import Message
 from prometheus_client import REGISTRY
 
 from core.kafka import read_topic
@@ -32,23 +31,17 @@ from tests.producers.fake_binance import (
 )
 
 
-def value(msg: Message) -> bytes:
-    raw = msg.value()
-    assert raw is not None
-    return raw
-
-
 def kafka_rows(settings: Settings) -> dict[str, list[TradeRow]]:
     out: dict[str, list[TradeRow]] = defaultdict(list)
     for msg in read_topic(settings.kafka_bootstrap, settings.topic_trades):
-        t = decode_trade(value(msg))
+        t = decode_trade(msg.value())
         assert msg.key() == t["symbol"].encode()
         out[t["symbol"]].append((t["trade_id"], t["price"], t["qty"], t["ts"]))
     return dict(out)
 
 
 def gap_records(settings: Settings) -> list[tuple[str, int, int]]:
-    gaps = [decode_gap(value(m)) for m in read_topic(settings.kafka_bootstrap,
+    gaps = [decode_gap(m.value()) for m in read_topic(settings.kafka_bootstrap,
                                                        settings.topic_gaps)]
     return sorted((g["symbol"], g["first_missing"], g["last_missing"]) for g in gaps)
 
@@ -299,7 +292,7 @@ def test_bad_frames_are_dead_lettered_while_trades_flow(settings: Settings) -> N
             wait_for_last_trades(ingest, want)
             wait_until(lambda: ingest.stats.dead_letters == 4)
         assert len(fake.connections) == 1
-    letters = [decode_deadletter(value(m))
+    letters = [decode_deadletter(m.value())
                for m in read_topic(settings.kafka_bootstrap, settings.topic_deadletter)]
     assert [(d["reason"], d["source"]) for d in letters] == [
         ("bad_json", "binance-ws"), ("bad_price", "binance-ws"), ("bad_json", "binance-ws"),

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Message
 
 from core.exceptions import ConfigError
 from core.kafka import read_topic
@@ -104,23 +103,17 @@ def write_file(folder: Path, name: str, lines: list[bytes], container: str = "cs
     return path
 
 
-def value_of(msg: Message) -> bytes:
-    value = msg.value()
-    assert value is not None
-    return value
-
-
 def read_back(settings: Settings) -> tuple[dict[str, list[Trade]], list[DeadLetter],
                                            list[TradeGap]]:
     trades: dict[str, list[Trade]] = {}
     for msg in read_topic(settings.kafka_bootstrap, settings.topic_trades):
-        trade = decode_trade(value_of(msg))
+        trade = decode_trade(msg.value())
         assert msg.key() == trade["symbol"].encode()
         assert msg.timestamp()[1] == trade["ts"]
         trades.setdefault(trade["symbol"], []).append(trade)
-    letters = [decode_deadletter(value_of(m))
+    letters = [decode_deadletter(m.value())
                for m in read_topic(settings.kafka_bootstrap, settings.topic_deadletter)]
-    gaps = [decode_gap(value_of(m))
+    gaps = [decode_gap(m.value())
             for m in read_topic(settings.kafka_bootstrap, settings.topic_gaps)]
     return trades, letters, gaps
 
