@@ -136,6 +136,7 @@ class KafkaSink:
 
     def close(self) -> None:
         self.flush()
+        self._producer.close()
 
 
 def _on_client_error(failed: list[str], err: KafkaError) -> None:

@@ -146,3 +146,18 @@ def test_a_message_that_is_not_a_trade_is_dead_lettered_and_the_partition_goes_o
                                    stage_settings.topic_deadletter)]
     assert [(d["reason"], d["raw"]) for d in letters] == [
         ("bad_schema", "not json"), ("bad_schema", '{"symbol": "BTCUSDT"}')]
+
+
+def test_closed_candles_form_a_bounded_window_in_redis(
+    stage_settings: Settings, filled: int, namespace: str, redis_url: str
+) -> None:
+    settings = stage_settings.replace(redis_window=5)
+    run_stage(settings, namespace, filled)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        raw = client.zrange(redis_keys.candle_window(namespace, "BTCUSDT", "1m"), 0, -1)
+    finally:
+        client.close()
+    window = [msgspec.json.decode(r, type=Candle) for r in raw]
+    want = expected("BTCUSDT")["1m"][:-1][-5:]
+    assert_same(window, want)

@@ -73,6 +73,10 @@ class Handoff:
         self.celery.send_task(task, args=(self.ns, rows))
         self.tasks_sent += 1
 
+    def close(self) -> None:
+        self.flush()
+        self.producer.close()
+
     def flush(self, timeout: float = 30.0) -> None:
         """Everything produced is acknowledged: called before a checkpoint is stored."""
         remaining = self.producer.flush(timeout)

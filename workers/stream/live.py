@@ -19,9 +19,10 @@ _encode = msgspec.json.Encoder().encode
 
 
 class LivePublisher:
-    def __init__(self, client: redis.Redis, ns: str, throttle_ms: int) -> None:
+    def __init__(self, client: redis.Redis, ns: str, throttle_ms: int, window: int) -> None:
         self.client = client
         self.ns = ns
+        self.window = window
         self.throttle_s = throttle_ms / 1000
         self._last: dict[str, float] = {}  # symbol -> when its candles were last published
         self._dirty: dict[str, SymbolCandles] = {}
@@ -47,12 +48,23 @@ class LivePublisher:
         pipe.execute()
 
     def closed(self, candles: list[Candle]) -> None:
-        """Closed candles replace the latest value at once (no throttle: one per range)."""
+        """Closed candles replace the latest value at once (no throttle: one per range) and
+        join the window of recent closed candles.
+
+        The window is written here, before the indicator tasks are sent, because it is the
+        order of record: an indicator task works through every window candle newer than its
+        engine's state, so tasks may run in any order and any number of times.
+        """
         if not candles:
             return
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self.client.pipeline(transaction=True)
         for candle in candles:
             self._write(pipe, candle)
+            key = redis_keys.candle_window(self.ns, candle.symbol, candle.timeframe)
+            # An amended candle replaces the one of the same range.
+            pipe.zremrangebyscore(key, candle.open_time, candle.open_time)
+            pipe.zadd(key, {_encode(candle): candle.open_time})
+            pipe.zremrangebyrank(key, 0, -self.window - 1)
         pipe.execute()
 
     def _write(self, pipe: redis.client.Pipeline, candle: Candle) -> None:

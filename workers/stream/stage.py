@@ -75,7 +75,8 @@ class StreamStage:
         self.group = group or settings.stream_group
         self.topic = settings.topic_trades
         self.redis = redis.Redis.from_url(settings.redis_url)
-        self.live = LivePublisher(self.redis, ns, settings.live_throttle_ms)
+        self.live = LivePublisher(self.redis, ns, settings.live_throttle_ms,
+                                  settings.redis_window)
         self.handoff = Handoff(settings, celery, ns, source=f"stream:{self.group}")
         self.consumer = Consumer(consumer_config(settings, self.group))
         self.partitions: dict[int, PartitionProcessor] = {}
@@ -166,8 +167,8 @@ class StreamStage:
                 if len(closed) > before and proc not in touched_partitions:
                     touched_partitions.append(proc)
         if closed:
+            self.live.closed(closed)  # the window first: the tasks read it
             self.handoff.candles(closed)
-            self.live.closed(closed)
             self.stats.candles_closed += len(closed)
         self.live.publish_due(now)
         if touched_partitions:
@@ -193,7 +194,7 @@ class StreamStage:
 
     def close(self) -> None:
         try:
-            self.handoff.flush()
+            self.handoff.close()
         finally:
             self.consumer.close()
             self.redis.close()
