@@ -155,7 +155,8 @@ def test_closed_candles_form_a_bounded_window_in_redis(
     run_stage(settings, namespace, filled)
     client = redis.Redis.from_url(redis_url)
     try:
-        raw = client.zrange(redis_keys.candle_window(namespace, "BTCUSDT", "1m"), 0, -1)
+        raw: list[bytes] = client.zrange(  # type: ignore[assignment]
+            redis_keys.candle_window(namespace, "BTCUSDT", "1m"), 0, -1)
     finally:
         client.close()
     window = [msgspec.json.decode(r, type=Candle) for r in raw]
