@@ -19,3 +19,5 @@ def make_app(settings: Settings | None = None) -> Celery:
 
 
 app = make_app()
+# Registers the tasks; after `app` exists because the task modules import it.
+import workers.tasks  # noqa: E402, F401

@@ -11,35 +11,15 @@ from typing import Any
 
 import msgspec
 import orjson
-import pytest
 import redis
 
 from core import redis_keys
 from core.candles import Candle
-from core.kafka import ensure_topics, read_topic
+from core.kafka import read_topic
 from core.settings import Settings
-from producers.run import produce
-from producers.sources.recording import RecordingSource
-from tests.conftest import HFT
 from tests.core.test_candles import ALL, assert_same, offline, recorded_trades
 from workers.celery_app import make_app
 from workers.stream.stage import StreamStage
-
-FILES = [HFT / "spot" / f"{s}_2024080{d}.gz" for s in ("btcusdt", "ethusdt") for d in (8, 9)]
-
-
-@pytest.fixture
-def stage_settings(settings: Settings, redis_url: str, namespace: str) -> Settings:
-    s = settings.replace(redis_url=redis_url, celery_queue_prefix=namespace,
-                         stream_group=f"{namespace}-stream", timeframes=ALL)
-    ensure_topics(s.kafka_bootstrap, [s.topic_candles], 3)
-    return s
-
-
-@pytest.fixture
-def filled(stage_settings: Settings) -> int:
-    """The recordings' trades in the test's trades topic; returns how many."""
-    return produce(stage_settings, RecordingSource(FILES), threading.Event()).trades
 
 
 def run_stage(settings: Settings, ns: str, until_trades: int, timeout: float = 60.0

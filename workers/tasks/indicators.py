@@ -1,0 +1,148 @@
+"""`alphaplus.candles_closed`: indicators, signals and patterns for closed candles.
+
+The stream stage writes closed candles to a bounded window in Redis (the order of record) and
+then sends this task with the same candles. Per symbol and timeframe, under a Redis lock, the
+task takes every window candle newer than its indicator engine's state and applies them in
+order, so tasks may arrive in any order, be retried or run twice, and the values come out the
+same. The engine's state (and the state before its last candle, to redo that candle when a late
+trade amends it) lives in Redis, so any worker continues where another stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import orjson
+import redis
+
+from core import redis_keys
+from core.candles import Candle
+from core.db.writer import (
+    IndicatorRow,
+    PatternRow,
+    SignalRow,
+    insert_patterns,
+    insert_signals,
+    upsert_candles,
+    upsert_indicators,
+)
+from core.indicators import CandleOutOfOrder, IndicatorEngine
+from core.patterns import detect
+from core.signals import evaluate
+from workers.celery_app import app
+from workers.tasks.resources import RETRYABLE, database, redis_client
+
+log = logging.getLogger(__name__)
+
+LOCK_TIMEOUT_S = 60
+RECENT_EVENTS = 100  # signals and patterns kept per symbol and timeframe in Redis
+_decode_candle = msgspec.json.Decoder(Candle).decode
+
+
+@dataclass
+class KeyOutput:
+    candles: list[Candle] = field(default_factory=list)
+    indicators: list[IndicatorRow] = field(default_factory=list)
+    signals: list[SignalRow] = field(default_factory=list)
+    patterns: list[PatternRow] = field(default_factory=list)
+
+
+def advance(state: dict[str, Any] | None, window: Sequence[Candle]) -> tuple[
+        dict[str, Any], KeyOutput]:
+    """Apply the window candles the state has not seen; return the new state and the output.
+
+    `state` is {"engine": ..., "before_last": ...} as stored in Redis, or None for a new key.
+    """
+    engine = IndicatorEngine() if state is None else IndicatorEngine.from_state(state["engine"])
+    before_last = None if state is None else state.get("before_last")
+    prev: dict[str, Any] | None = None if state is None else state["engine"].get("last")
+    out = KeyOutput()
+    last = engine.last_open_time
+    pending = [c for c in window if last is None or c.open_time >= last]
+    for candle in pending:
+        if candle.open_time == engine.last_open_time:
+            try:
+                engine.update(candle)  # the same candle again: nothing changes
+                continue
+            except CandleOutOfOrder:
+                # A late trade amended the last candle: redo it from the state before it.
+                engine = (IndicatorEngine() if before_last is None
+                          else IndicatorEngine.from_state(before_last))
+                prev = None if before_last is None else before_last.get("last")
+        before_last = engine.state()
+        values = engine.update(candle)
+        recent = [c for c in window if c.open_time <= candle.open_time][-3:]
+        out.candles.append(candle)
+        out.indicators.append({"symbol": candle.symbol, "timeframe": candle.timeframe,
+                               "open_time": candle.open_time, "values": values})
+        for sig in evaluate(prev, values, candle):
+            out.signals.append({"symbol": sig.symbol, "timeframe": sig.timeframe,
+                                "time": sig.time, "name": sig.name, "direction": sig.direction,
+                                "strength": sig.strength, "values": sig.values})
+        for pat in detect(recent):
+            out.patterns.append(msgspec.to_builtins(pat))
+        prev = values
+    return {"engine": engine.state(), "before_last": before_last}, out
+
+
+def _window(client: redis.Redis, ns: str, symbol: str, tf: str) -> list[Candle]:
+    raw: list[bytes] = client.zrange(  # type: ignore[assignment]
+        redis_keys.candle_window(ns, symbol, tf), 0, -1)
+    return [_decode_candle(r) for r in raw]
+
+
+def _publish(pipe: redis.client.Pipeline, ns: str, symbol: str, tf: str,
+             out: KeyOutput) -> None:
+    if out.indicators:
+        latest = orjson.dumps(out.indicators[-1])
+        pipe.set(redis_keys.indicators(ns, symbol, tf), latest, ex=redis_keys.LATEST_TTL_S)
+        pipe.publish(redis_keys.channel(ns, "indicators", symbol, tf), latest)
+    for kind, rows, key in (("signals", out.signals, redis_keys.signals),
+                            ("patterns", out.patterns, redis_keys.patterns)):
+        for row in rows:
+            payload = orjson.dumps(row)
+            pipe.lpush(key(ns, symbol, tf), payload)
+            pipe.publish(redis_keys.channel(ns, kind, symbol, tf), payload)
+        if rows:
+            pipe.ltrim(key(ns, symbol, tf), 0, RECENT_EVENTS - 1)
+
+
+def process_key(client: redis.Redis, ns: str, symbol: str, tf: str) -> KeyOutput:
+    """Bring one symbol/timeframe's indicators up to its window, under its lock.
+
+    The database is written before the new engine state is stored: if the database is down,
+    the task fails with the state unchanged and its retry computes the same rows again.
+    """
+    state_key = redis_keys.indicator_state(ns, symbol, tf)
+    with client.lock(f"{state_key}:lock", timeout=LOCK_TIMEOUT_S, blocking_timeout=30):
+        raw = client.get(state_key)
+        state = None if raw is None else orjson.loads(raw)
+        new_state, out = advance(state, _window(client, ns, symbol, tf))
+        if out.indicators:
+            with database() as conn:
+                upsert_indicators(conn, out.indicators, run_id=ns)
+                insert_signals(conn, out.signals, run_id=ns)
+                insert_patterns(conn, out.patterns, run_id=ns)
+        pipe = client.pipeline(transaction=True)
+        pipe.set(state_key, orjson.dumps(new_state))
+        _publish(pipe, ns, symbol, tf, out)
+        pipe.execute()
+    return out
+
+
+@app.task(name="alphaplus.candles_closed", autoretry_for=RETRYABLE, retry_backoff=True,
+          retry_backoff_max=60, retry_jitter=True, max_retries=None)
+def candles_closed(ns: str, candles: list[dict[str, Any]]) -> int:
+    """Closed (or amended) candles of one stream batch: store them, then indicators,
+    signals and patterns for every symbol/timeframe they touch."""
+    closed = [Candle(**c) for c in candles]
+    with database() as conn:
+        upsert_candles(conn, closed, run_id=ns)  # amended ones replace their first version
+    client = redis_client()
+    for symbol, tf in sorted({(c.symbol, c.timeframe) for c in closed}):
+        process_key(client, ns, symbol, tf)
+    return len(closed)
