@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from core.exceptions import AlphaPlusError
 
 # Sub-command modules under alphaplus.commands, in the order `--help` lists them.
-COMMANDS = ("up", "produce", "record", "topics", "config")
+COMMANDS = ("up", "migrate", "produce", "record", "stream", "worker", "topics", "config")
 
 
 def build_parser() -> argparse.ArgumentParser:
