@@ -28,7 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if hasattr(args, "celery_args"):
+        # `worker`/`flower` pass every flag on to Celery; argparse cannot leave options to a
+        # positional REMAINDER, so they arrive here as unknown arguments.
+        args.celery_args = [*extra, *args.celery_args]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

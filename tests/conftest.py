@@ -1,4 +1,5 @@
-"""Shared fixtures: one embedded Kafka broker per test session, and per-test topic names.
+"""Shared fixtures: one embedded Kafka broker per test session, and per-test topic names;
+Redis namespaces and PostgreSQL scratch databases of the tests' own.
 
 A test never shares topics with another (names carry a random suffix), so nothing needs to be
 flushed between tests and tests can run against a long-lived broker too. Set
@@ -12,11 +13,16 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg2
 import pytest
 
+from core.db.connect import with_database
+from core.db.scratch import scratch_database
 from core.kafka import ensure_topics, read_topic, wait_for_broker
 from core.settings import Settings
+from infra.migrations import upgrade
 from infra.stack.kafka import EmbeddedKafka
+from infra.stack.postgres import EmbeddedPostgres
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures" / "binance"
@@ -92,3 +98,41 @@ def namespace(redis_url: str) -> Iterator[str]:
                 client.delete(*keys)
     finally:
         client.close()
+
+
+# -- PostgreSQL: a scratch database per module, on ALPHAPLUS_TEST_DATABASE_URL's server (default
+# the local PostgreSQL), or on an embedded PostgreSQL when nothing answers there.
+DB_SERVER_ENV = "ALPHAPLUS_TEST_DATABASE_URL"
+DB_DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _answers(url: str) -> bool:
+    try:
+        psycopg2.connect(with_database(url, "postgres"), connect_timeout=2).close()
+    except psycopg2.OperationalError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    configured = os.environ.get(DB_SERVER_ENV)
+    url = configured or DB_DEFAULT_SERVER
+    if _answers(url):
+        yield url
+        return
+    if configured:
+        pytest.fail(f"{DB_SERVER_ENV}={configured}: no PostgreSQL answers there")
+    pgdata = tmp_path_factory.mktemp("pg") / "data"
+    server = EmbeddedPostgres(pgdata, log_path=pgdata.parent / "postgres.log").start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def migrated_db(pg_server: str) -> Iterator[str]:
+    with scratch_database(pg_server) as url:
+        upgrade(url)
+        yield url

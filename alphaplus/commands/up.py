@@ -36,6 +36,10 @@ def register(sub: Any) -> None:
         "--no-fallback", action="store_true",
         help="with --source binance: fail when the exchange is unreachable, instead of using "
              "the synthetic source")
+    parser.add_argument("--stream", type=int, default=1, metavar="N",
+                        help="stream-stage processes (they share the partitions; default 1)")
+    parser.add_argument("--flower-port", type=int, default=5555,
+                        help="Flower's port (0: no Flower; default 5555)")
     parser.add_argument(
         "--log-dir", type=Path, default=None,
         help="folder for the processes' logs (default: <state dir>/logs/<UTC time>/)")
@@ -81,6 +85,23 @@ def choose_source(args: argparse.Namespace, settings: Settings) -> tuple[str, fl
     return "synthetic", args.rate or DEMO_RATE
 
 
+def child_env(settings: Settings) -> dict[str, str]:
+    return {**os.environ, **settings.as_env(), "PYTHONUNBUFFERED": "1"}
+
+
+def pipeline_specs(args: argparse.Namespace, settings: Settings) -> list[ChildSpec]:
+    """Workers first, so the tasks the stream stage sends find a consumer; Flower last."""
+    env = child_env(settings)
+    cli = [sys.executable, "-m", "alphaplus.cli"]
+    specs = [ChildSpec("worker", [*cli, "worker", "--loglevel", "INFO"], env)]
+    specs += [ChildSpec(f"stream-{i + 1}" if args.stream > 1 else "stream", [*cli, "stream"], env)
+              for i in range(max(1, args.stream))]
+    if args.flower_port:
+        specs.append(ChildSpec("flower", [*cli, "flower", f"--port={args.flower_port}",
+                                          "--address=127.0.0.1"], env))
+    return specs
+
+
 def producer_spec(args: argparse.Namespace, settings: Settings, source: str,
                   rate: float | None) -> ChildSpec:
     argv = [sys.executable, "-m", "alphaplus.cli", "produce", "--source", source,
@@ -89,7 +110,7 @@ def producer_spec(args: argparse.Namespace, settings: Settings, source: str,
         argv += ["--speed", str(args.speed)]
     if rate is not None:
         argv += ["--rate", str(rate)]
-    env = {**os.environ, **settings.as_env(), "PYTHONUNBUFFERED": "1"}
+    env = child_env(settings)
     finite = source.partition(":")[0].strip().lower() in ("recording", "csv")
     return ChildSpec("producer", argv, env, must_run=not finite)
 
@@ -106,6 +127,24 @@ def create_topics(settings: Settings) -> None:
     note = (f"{len(created)} created with {settings.kafka_partitions} partitions"
             if created else "all existed")
     say(f"{'topics':<9} {', '.join(names)} ({note})")
+
+
+def migrate(settings: Settings) -> None:
+    """The workers write to the database: its schema must be at head before they start."""
+    import logging
+
+    from core.db.connect import connect
+    from core.db.mode import storage_mode
+    from infra.migrations import current_revision, upgrade
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    upgrade(settings.database_url)
+    conn = connect(settings.database_url, application_name="alphaplus up")
+    try:
+        mode = storage_mode(conn)
+    finally:
+        conn.close()
+    say(f"{'schema':<9} at {current_revision(settings.database_url)}, storage mode {mode}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -127,8 +166,14 @@ def run(args: argparse.Namespace) -> int:
         if resolved is None:
             return 0
         create_topics(resolved)
+        migrate(resolved)
         if stop.is_set():
             return 0
+        for spec in pipeline_specs(args, resolved):
+            proc = supervisor.start(spec)
+            say(f"{spec.name:<9} pid {proc.pid}, log {proc.log_path}")
+        if args.flower_port:
+            say(f"{'flower':<9} http://127.0.0.1:{args.flower_port}/ (Celery tasks and workers)")
         producer = supervisor.start(producer_spec(args, resolved, source, rate))
         speed = f" at {rate:g} trades/s" if rate and source == "synthetic" else ""
         say(f"{'producer':<9} {source}{speed} into {resolved.topic_trades} "

@@ -19,7 +19,7 @@ from core.kafka import read_topic
 from infra.stack.ports import free_port
 from infra.stack.process import descendants, process_alive
 
-UP = [sys.executable, "-m", "alphaplus.cli", "up"]
+UP = [sys.executable, "-m", "alphaplus.cli", "up", "--flower-port", "0"]
 
 
 def up_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -116,7 +116,8 @@ def test_up_with_nothing_running_embeds_everything_and_stops_clean(tmp_path: Pat
         stop_and_check(running)
     assert log_dir.parent == tmp_path / "state" / "logs"
     names = {p.name for p in log_dir.iterdir()}
-    assert names == {"kafka.log", "redis.log", "postgres.log", "producer.log"}
+    assert names == {"kafka.log", "redis.log", "postgres.log", "worker.log", "stream.log",
+                     "producer.log"}
     assert (log_dir / "producer.log").stat().st_size > 0
 
 
