@@ -92,7 +92,8 @@ def namespace(redis_url: str) -> Iterator[str]:
     yield ns
     client = redis.Redis.from_url(redis_url)
     try:
-        for pattern in (f"alphaplus:{ns}:*", f"{ns}.*", f"_kombu.binding.{ns}.*"):
+        for pattern in (f"alphaplus:{ns}:*", f"{ns}.*", f"_kombu.binding.{ns}.*",
+                        f"_kombu.binding_permanent.{ns}.*"):
             keys = list(client.scan_iter(match=pattern, count=1000))
             if keys:
                 client.delete(*keys)

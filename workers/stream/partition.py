@@ -66,6 +66,9 @@ class PartitionProcessor:
         closed = result.closed
         symbols = self.symbols
         last_ids = self.last_ids
+        # Per symbol, the time of its last trade applied in this batch: `touched` and `seen`
+        # are set from it once per batch instead of once per trade.
+        last_ts: dict[str, int] = {}
         now = int(time.time() * 1000)
         for offset, value in messages:
             self.offset = offset + 1
@@ -100,8 +103,12 @@ class PartitionProcessor:
                 result.late.append((value, late))
                 continue
             result.trades.append(trade)
-            result.touched.add(symbol)
-            self.seen[symbol] = (trade.ts, now)
+            last_ts[symbol] = trade.ts
+        if last_ts:
+            result.touched.update(last_ts)
+            seen = self.seen
+            for symbol, ts in last_ts.items():
+                seen[symbol] = (ts, now)
         return result
 
     def close_quiet(self, now_ms: int, grace_ms: int, out: list[Candle]) -> None:

@@ -38,7 +38,14 @@ from workers.tasks.resources import RETRYABLE, database, redis_client
 
 log = logging.getLogger(__name__)
 
-LOCK_TIMEOUT_S = 60
+# A key's work under its lock takes milliseconds. The timeout is also how long a worker killed
+# inside the lock blocks that key, so it is short; a holder slower than that only lets a second
+# worker compute the same values (idempotent writes), and its release then fails with
+# LockNotOwnedError. A task that cannot get a lock within the wait, or loses it, retries (with
+# backoff) rather than fail: failing would drop its keys' indicators until some later candle of
+# each came along, which for a replay's last candles is never.
+LOCK_TIMEOUT_S = 10
+LOCK_WAIT_S = 5
 RECENT_EVENTS = 100  # signals and patterns kept per symbol and timeframe in Redis
 _decode_candle = msgspec.json.Decoder(Candle).decode
 
@@ -118,7 +125,7 @@ def process_key(client: redis.Redis, ns: str, symbol: str, tf: str) -> KeyOutput
     the task fails with the state unchanged and its retry computes the same rows again.
     """
     state_key = redis_keys.indicator_state(ns, symbol, tf)
-    with client.lock(f"{state_key}:lock", timeout=LOCK_TIMEOUT_S, blocking_timeout=30):
+    with client.lock(f"{state_key}:lock", timeout=LOCK_TIMEOUT_S, blocking_timeout=LOCK_WAIT_S):
         raw = client.get(state_key)
         state = None if raw is None else orjson.loads(raw)
         new_state, out = advance(state, _window(client, ns, symbol, tf))
@@ -134,7 +141,8 @@ def process_key(client: redis.Redis, ns: str, symbol: str, tf: str) -> KeyOutput
     return out
 
 
-@app.task(name="alphaplus.candles_closed", autoretry_for=RETRYABLE, retry_backoff=True,
+@app.task(name="alphaplus.candles_closed",
+          autoretry_for=(*RETRYABLE, redis.exceptions.LockError), retry_backoff=True,
           retry_backoff_max=60, retry_jitter=True, max_retries=None)
 def candles_closed(ns: str, candles: list[dict[str, Any]]) -> int:
     """Closed (or amended) candles of one stream batch: store them, then indicators,
