@@ -53,6 +53,17 @@ def stream_checkpoint(ns: str, group: str, topic: str, partition: int) -> str:
     return f"{_ns(ns)}:stream:checkpoint:{group}:{topic}:{partition}"
 
 
+def task_outbox(ns: str) -> str:
+    """Tasks sent and not yet done: a hash of task id -> [task name, args], kept until the
+    task itself deletes its entry after it committed (see workers/stream/outbox.py)."""
+    return f"{_ns(ns)}:tasks:outbox"
+
+
+def task_outbox_due(ns: str) -> str:
+    """When each outbox task is due to be sent again: a sorted set of task id by epoch s."""
+    return f"{_ns(ns)}:tasks:outbox-due"
+
+
 def stream_stats(ns: str) -> str:
     """A hash of the stream stage's counters (summed over its processes)."""
     return f"{_ns(ns)}:stream:stats"

@@ -139,6 +139,10 @@ class Settings:
         "", "Celery broker URL; empty means ALPHAPLUS_REDIS_URL.")
     celery_queue_prefix: str = setting(
         "alphaplus", "Prefix of the Celery queue names (<prefix>.indicators, .persist, .jobs).")
+    task_redeliver_s: int = setting(
+        120,
+        "A task the stream stage sent and no worker finished within this many seconds is sent "
+        "again (tasks are idempotent); this covers a worker killed while taking a task.", _int)
     stream_group: str = setting(
         "alphaplus-stream", "Kafka consumer group of the stream stage (replays add their run id).")
     stream_batch: int = setting(

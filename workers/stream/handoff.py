@@ -11,7 +11,6 @@ import time
 from typing import Any
 
 import msgspec
-from celery import Celery
 from confluent_kafka import Producer
 
 from core.candles import Candle, LateTrade
@@ -19,6 +18,7 @@ from core.kafka import producer_config
 from core.models import TradeRecord
 from core.serde import dead_letter, encode
 from core.settings import Settings
+from workers.stream.outbox import TaskOutbox
 
 # Task names: the contract between this stage and workers/tasks.
 TASK_CANDLES = "alphaplus.candles_closed"
@@ -35,9 +35,9 @@ def trade_rows(trades: list[TradeRecord]) -> list[list[Any]]:
 
 
 class Handoff:
-    def __init__(self, settings: Settings, celery: Celery, ns: str, source: str) -> None:
+    def __init__(self, settings: Settings, outbox: TaskOutbox, ns: str, source: str) -> None:
         self.settings = settings
-        self.celery = celery
+        self.outbox = outbox
         self.ns = ns
         self.source = source
         self.producer = Producer(producer_config(settings.kafka_bootstrap,
@@ -70,7 +70,7 @@ class Handoff:
 
     def _send(self, task: str, rows: list[Any]) -> None:
         # Queues come from celeryconfig.task_routes, by task name.
-        self.celery.send_task(task, args=(self.ns, rows))
+        self.outbox.send(task, (self.ns, rows))
         self.tasks_sent += 1
 
     def close(self) -> None:

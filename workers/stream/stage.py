@@ -28,11 +28,13 @@ from core.candles import Candle
 from core.settings import Settings
 from workers.stream.handoff import Handoff
 from workers.stream.live import LivePublisher
+from workers.stream.outbox import TaskOutbox
 from workers.stream.partition import PartitionCheckpoint, PartitionProcessor
 
 log = logging.getLogger(__name__)
 
 QUIET_CHECK_S = 0.25
+REDELIVER_CHECK_S = 5.0
 _decode_checkpoint = msgspec.json.Decoder(PartitionCheckpoint).decode
 _encode = msgspec.json.Encoder().encode
 
@@ -77,11 +79,13 @@ class StreamStage:
         self.redis = redis.Redis.from_url(settings.redis_url)
         self.live = LivePublisher(self.redis, ns, settings.live_throttle_ms,
                                   settings.redis_window)
-        self.handoff = Handoff(settings, celery, ns, source=f"stream:{self.group}")
+        self.outbox = TaskOutbox(self.redis, celery, ns, settings.task_redeliver_s)
+        self.handoff = Handoff(settings, self.outbox, ns, source=f"stream:{self.group}")
         self.consumer = Consumer(consumer_config(settings, self.group))
         self.partitions: dict[int, PartitionProcessor] = {}
         self.stats = StageStats()
         self._last_quiet_check = 0.0
+        self._last_redeliver_check = time.monotonic()
 
     # -- partition ownership ---------------------------------------------------------------
     def _checkpoint_key(self, partition: int) -> str:
@@ -171,6 +175,11 @@ class StreamStage:
             self.handoff.candles(closed)
             self.stats.candles_closed += len(closed)
         self.live.publish_due(now)
+        if now - self._last_redeliver_check >= REDELIVER_CHECK_S:
+            self._last_redeliver_check = now
+            resent = self.outbox.redeliver()
+            if resent:
+                log.warning("sent %d overdue tasks again (no worker finished them)", resent)
         if touched_partitions:
             self.handoff.flush()
             self._checkpoint(touched_partitions)

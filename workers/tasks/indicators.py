@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 import orjson
 import redis
+from celery import Task
 
 from core import redis_keys
 from core.candles import Candle
@@ -34,6 +35,7 @@ from core.indicators import CandleOutOfOrder, IndicatorEngine
 from core.patterns import detect
 from core.signals import evaluate
 from workers.celery_app import app
+from workers.stream.outbox import task_done
 from workers.tasks.resources import RETRYABLE, database, redis_client
 
 log = logging.getLogger(__name__)
@@ -143,8 +145,8 @@ def process_key(client: redis.Redis, ns: str, symbol: str, tf: str) -> KeyOutput
 
 @app.task(name="alphaplus.candles_closed",
           autoretry_for=(*RETRYABLE, redis.exceptions.LockError), retry_backoff=True,
-          retry_backoff_max=60, retry_jitter=True, max_retries=None)
-def candles_closed(ns: str, candles: list[dict[str, Any]]) -> int:
+          retry_backoff_max=60, retry_jitter=True, max_retries=None, bind=True)
+def candles_closed(self: Task, ns: str, candles: list[dict[str, Any]]) -> int:
     """Closed (or amended) candles of one stream batch: store them, then indicators,
     signals and patterns for every symbol/timeframe they touch."""
     closed = [Candle(**c) for c in candles]
@@ -153,4 +155,5 @@ def candles_closed(ns: str, candles: list[dict[str, Any]]) -> int:
     client = redis_client()
     for symbol, tf in sorted({(c.symbol, c.timeframe) for c in closed}):
         process_key(client, ns, symbol, tf)
+    task_done(client, ns, self.request.id)
     return len(closed)

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from celery import Task
 from psycopg2.extensions import connection as PGConnection
 
 from core.db.writer import write_trades
 from core.models import SCHEMA_VERSION, TradeRecord
 from core.timeframes import TIMEFRAME_MS
 from workers.celery_app import app
-from workers.tasks.resources import RETRYABLE, database, settings
+from workers.stream.outbox import task_done
+from workers.tasks.resources import RETRYABLE, database, redis_client, settings
 
 # Row shape sent by the stream stage (workers/stream/handoff.py: trade_rows).
 Row = list[Any]  # [market, symbol, trade_id, price, qty, ts, buyer_maker]
@@ -28,10 +30,12 @@ def records(rows: list[Row]) -> list[TradeRecord]:
 
 
 @app.task(name="alphaplus.persist_trades", autoretry_for=RETRYABLE, retry_backoff=True,
-          retry_backoff_max=60, retry_jitter=True, max_retries=None)
-def persist_trades(ns: str, rows: list[Row]) -> int:
+          retry_backoff_max=60, retry_jitter=True, max_retries=None, bind=True)
+def persist_trades(self: Task, ns: str, rows: list[Row]) -> int:
     with database() as conn:
-        return write_trades(conn, records(rows), run_id=ns)
+        written = write_trades(conn, records(rows), run_id=ns)
+    task_done(redis_client(), ns, self.request.id)
+    return written
 
 
 # One statement per late trade: insert it, and only if that inserted a row, fold it into every
@@ -79,7 +83,9 @@ def amend(conn: PGConnection, ns: str, rows: list[Row], timeframes: tuple[str, .
 
 
 @app.task(name="alphaplus.amend_late_trades", autoretry_for=RETRYABLE, retry_backoff=True,
-          retry_backoff_max=60, retry_jitter=True, max_retries=None)
-def amend_late_trades(ns: str, rows: list[Row]) -> int:
+          retry_backoff_max=60, retry_jitter=True, max_retries=None, bind=True)
+def amend_late_trades(self: Task, ns: str, rows: list[Row]) -> int:
     with database() as conn:
-        return amend(conn, ns, rows, settings().timeframes)
+        amended = amend(conn, ns, rows, settings().timeframes)
+    task_done(redis_client(), ns, self.request.id)
+    return amended
