@@ -284,15 +284,6 @@ def checkpoint_offsets(settings: Settings, ns: str) -> dict[int, int]:
     return {p: 0 if r is None else int(orjson.loads(r)["offset"]) for p, r in enumerate(raw)}
 
 
-def unacknowledged(settings: Settings, transport: dict[str, Any]) -> int:
-    """How many tasks workers with these transport options hold (reserved or running)."""
-    client = redis.Redis.from_url(settings.redis_url)
-    try:
-        return int(client.hlen(transport["unacked_key"]))
-    finally:
-        client.close()
-
-
 # -- PostgreSQL -----------------------------------------------------------------------------
 
 def db_counts(db: PGConnection, ns: str) -> tuple[int, int, int]:
