@@ -62,6 +62,15 @@ def expected(symbol: str) -> dict[str, list[Candle]]:
     return out
 
 
+def assert_closed_as_offline(got: list[Candle]) -> None:
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        for tf, want in expected(symbol).items():
+            mine = sorted((c for c in got if c.symbol == symbol and c.timeframe == tf),
+                          key=lambda c: c.open_time)
+            # History is closed by its own trades only: the last range of each stays open.
+            assert_same(mine, want[:-1])
+
+
 def test_recorded_trades_become_exact_candles_everywhere(
     stage_settings: Settings, filled: int, namespace: str, redis_url: str
 ) -> None:
@@ -69,17 +78,18 @@ def test_recorded_trades_become_exact_candles_everywhere(
     assert stage.stats.trades == filled and stage.stats.rejected == 0
 
     got = closed_candles(stage_settings)
-    for symbol in ("BTCUSDT", "ETHUSDT"):
-        for tf, want in expected(symbol).items():
-            mine = sorted((c for c in got if c.symbol == symbol and c.timeframe == tf),
-                          key=lambda c: c.open_time)
-            # History is closed by its own trades only: the last range of each stays open.
-            assert_same(mine, want[:-1])
-            latest = redis.Redis.from_url(redis_url).get(redis_keys.candle(namespace, symbol, tf))
-            forming = msgspec.json.decode(latest or b"", type=Candle)
-            last = want[-1]
-            last.closed = False
-            assert_same([forming], [last])
+    assert_closed_as_offline(got)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for symbol in ("BTCUSDT", "ETHUSDT"):
+            for tf, want in expected(symbol).items():
+                latest = client.get(redis_keys.candle(namespace, symbol, tf))
+                forming = msgspec.json.decode(latest or b"", type=Candle)
+                last = want[-1]
+                last.closed = False
+                assert_same([forming], [last])
+    finally:
+        client.close()
 
     rows = [row for ns, trades in task_args(redis_url, f"{namespace}.persist")
             for row in trades if ns == namespace]
@@ -97,12 +107,7 @@ def test_a_restarted_stage_resumes_from_its_checkpoint(
     first = run_stage(stage_settings, namespace, filled // 3)
     second = run_stage(stage_settings, namespace, filled - first.stats.trades)
     assert first.stats.trades + second.stats.trades == filled
-    got = closed_candles(stage_settings)
-    for symbol in ("BTCUSDT", "ETHUSDT"):
-        for tf, want in expected(symbol).items():
-            mine = sorted((c for c in got if c.symbol == symbol and c.timeframe == tf),
-                          key=lambda c: c.open_time)
-            assert_same(mine, want[:-1])
+    assert_closed_as_offline(closed_candles(stage_settings))
     rows = [row for _, trades in task_args(redis_url, f"{namespace}.persist") for row in trades]
     assert len(rows) == filled
 
