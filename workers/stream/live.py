@@ -32,12 +32,14 @@ class LivePublisher:
         for name in names:
             self._dirty[name] = symbols[name]
 
-    def publish_due(self, now: float | None = None) -> None:
-        """Publish every changed symbol whose interval has passed."""
+    def publish_due(self, now: float | None = None, force: bool = False) -> None:
+        """Publish every changed symbol whose interval has passed (all of them with `force`,
+        when the stage stops: the trailing edge must not be lost)."""
         if not self._dirty:
             return
         now = time.monotonic() if now is None else now
-        due = [s for s in self._dirty if now - self._last.get(s, 0.0) >= self.throttle_s]
+        due = [s for s in self._dirty
+               if force or now - self._last.get(s, 0.0) >= self.throttle_s]
         if not due:
             return
         pipe = self.client.pipeline(transaction=False)
@@ -65,6 +67,15 @@ class LivePublisher:
             pipe.zremrangebyscore(key, candle.open_time, candle.open_time)
             pipe.zadd(key, {_encode(candle): candle.open_time})
             pipe.zremrangebyrank(key, 0, -self.window - 1)
+        # The candle that closed is no longer the latest of its timeframe when the trade that
+        # closed it opened the next one: write the forming candles after it, unthrottled, so
+        # the latest value never goes back in time.
+        for symbol in {c.symbol for c in candles}:
+            sc = self._dirty.pop(symbol, None)
+            if sc is not None:
+                for candle in sc.forming():
+                    self._write(pipe, candle)
+                self._last[symbol] = time.monotonic()
         pipe.execute()
 
     def _write(self, pipe: redis.client.Pipeline, candle: Candle) -> None:

@@ -203,6 +203,7 @@ class StreamStage:
 
     def close(self) -> None:
         try:
+            self.live.publish_due(force=True)
             self.handoff.close()
         finally:
             self.consumer.close()
