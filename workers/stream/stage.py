@@ -29,7 +29,7 @@ from core.settings import Settings
 from workers.stream.handoff import Handoff
 from workers.stream.live import LivePublisher
 from workers.stream.outbox import TaskOutbox
-from workers.stream.partition import PartitionCheckpoint, PartitionProcessor
+from workers.stream.partition import BatchResult, PartitionCheckpoint, PartitionProcessor
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +145,7 @@ class StreamStage:
             by_partition[partition].append((offset, value or b""))
         closed: list[Candle] = []
         touched_partitions = []
+        results: list[BatchResult] = []
         for partition, messages in by_partition.items():
             proc = self.partitions.get(partition)
             if proc is None:  # revoked while the batch was in flight: its new owner reads it
@@ -153,10 +154,7 @@ class StreamStage:
             touched_partitions.append(proc)
             closed.extend(result.closed)
             self.live.touched(proc.symbols, result.touched)
-            self.handoff.trades(result.trades)
-            self.handoff.late(result.late)
-            for bad in result.rejected:
-                self.handoff.rejected(bad.raw, bad.reason, bad.detail)
+            results.append(result)
             self.stats.trades += len(result.trades)
             self.stats.duplicates += result.duplicates
             self.stats.late += len(result.late)
@@ -172,9 +170,17 @@ class StreamStage:
                     touched_partitions.append(proc)
         if closed:
             self.live.closed(closed)  # the window first: the tasks read it
+        # Live candles before the hand-off, so a tick reaches Redis without waiting for the
+        # batch's Celery sends (a few ms each); nothing in the hand-off reads them.
+        self.live.publish_due(now)
+        for result in results:
+            self.handoff.trades(result.trades)
+            self.handoff.late(result.late)
+            for bad in result.rejected:
+                self.handoff.rejected(bad.raw, bad.reason, bad.detail)
+        if closed:
             self.handoff.candles(closed)
             self.stats.candles_closed += len(closed)
-        self.live.publish_due(now)
         if now - self._last_redeliver_check >= REDELIVER_CHECK_S:
             self._last_redeliver_check = now
             resent = self.outbox.redeliver()
