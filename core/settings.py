@@ -35,6 +35,10 @@ def _csv_upper(raw: str) -> tuple[str, ...]:
     return items
 
 
+def _csv(raw: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in raw.split(",") if s.strip())
+
+
 def _int(raw: str) -> int:
     return int(raw)
 
@@ -122,6 +126,33 @@ class Settings:
     api_port: int = setting(8000, "Port the API listens on.", _int)
     api_token: str = setting(
         "", "Bearer token for admin endpoints; empty means admin endpoints are refused.")
+    api_workers: int = setting(
+        1, "uvicorn worker processes of `alphaplus api` (each holds its own WebSockets).", _int)
+    api_cors_origins: tuple[str, ...] = setting(
+        (), "Comma-separated origins allowed by CORS (`*` for any); empty turns CORS off.", _csv)
+    api_cache_size: int = setting(
+        10_000, "Entries the API's in-process cache holds (least recently used go first).", _int)
+    api_cache_ttl_s: float = setting(
+        2.0, "Seconds an in-process cache entry lives (updates from the workers replace it "
+        "sooner).", _float)
+    api_redis_cache_ttl_s: int = setting(
+        60, "Seconds a database result the API cached in Redis lives.", _int)
+    ws_token: str = setting(
+        "", "Token a `/ws` client must give (`?token=` or a bearer header); empty: open.")
+    ws_max_streams: int = setting(
+        200, "Streams one WebSocket connection may subscribe to.", _int)
+    ws_max_message_bytes: int = setting(
+        4096, "Largest request a WebSocket client may send.", _int)
+    ws_requests_per_s: float = setting(
+        10.0, "Requests per second a WebSocket client may send (burst: one second's worth).",
+        _float)
+    ws_queue_size: int = setting(
+        256, "Messages queued per WebSocket client before it counts as slow.", _int)
+    ws_slow_close_s: float = setting(
+        5.0, "A client whose queue stays full this long is disconnected.", _float)
+    ws_ping_interval_s: float = setting(
+        20.0, "Seconds between server pings; a client silent for three intervals is closed.",
+        _float)
     topic_trades: str = setting("market.trades", "Kafka topic of normalised trades.")
     topic_candles: str = setting("market.candles", "Kafka topic of closed candles.")
     topic_deadletter: str = setting(
