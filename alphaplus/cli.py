@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from core.exceptions import AlphaPlusError
 
 # Sub-command modules under alphaplus.commands, in the order `--help` lists them.
-COMMANDS = ("up", "migrate", "produce", "record", "stream", "worker", "topics", "config")
+COMMANDS = ("up", "migrate", "produce", "record", "stream", "worker", "api", "topics",
+            "config")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -77,3 +77,14 @@ def channel(ns: str, kind: str, symbol: str, timeframe: str) -> str:
 
 def channel_pattern(ns: str) -> str:
     return f"{_ns(ns)}:pub:*"
+
+
+# The API's Redis cache layer (api/cache.py), shared by every API process.
+def api_cache(ns: str, key: str) -> str:
+    """One cached API response body, bytes, with the API's Redis cache TTL."""
+    return f"{_ns(ns)}:api-cache:{key}"
+
+
+def api_cache_tag(ns: str, tag: str) -> str:
+    """The set of `api_cache` keys that carry `tag`, so an update can delete them all."""
+    return f"{_ns(ns)}:api-cache-tag:{tag}"

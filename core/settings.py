@@ -126,6 +126,9 @@ class Settings:
     api_port: int = setting(8000, "Port the API listens on.", _int)
     api_token: str = setting(
         "", "Bearer token for admin endpoints; empty means admin endpoints are refused.")
+    api_namespace: str = setting(
+        "live", "What the API serves: `live`, or a replay's run id (its Redis namespace and "
+        "database rows).")
     api_workers: int = setting(
         1, "uvicorn worker processes of `alphaplus api` (each holds its own WebSockets).", _int)
     api_cors_origins: tuple[str, ...] = setting(

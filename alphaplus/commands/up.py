@@ -38,6 +38,8 @@ def register(sub: Any) -> None:
              "the synthetic source")
     parser.add_argument("--stream", type=int, default=1, metavar="N",
                         help="stream-stage processes (they share the partitions; default 1)")
+    parser.add_argument("--api-port", type=int, default=None,
+                        help="the API's port (default ALPHAPLUS_API_PORT; 0: no API)")
     parser.add_argument("--flower-port", type=int, default=5555,
                         help="Flower's port (0: no Flower; default 5555)")
     parser.add_argument(
@@ -96,6 +98,9 @@ def pipeline_specs(args: argparse.Namespace, settings: Settings) -> list[ChildSp
     specs = [ChildSpec("worker", [*cli, "worker", "--loglevel", "INFO"], env)]
     specs += [ChildSpec(f"stream-{i + 1}" if args.stream > 1 else "stream", [*cli, "stream"], env)
               for i in range(max(1, args.stream))]
+    if args.api_port != 0:
+        port = args.api_port or settings.api_port
+        specs.append(ChildSpec("api", [*cli, "api", "--port", str(port)], env))
     if args.flower_port:
         specs.append(ChildSpec("flower", [*cli, "flower", f"--port={args.flower_port}",
                                           "--address=127.0.0.1"], env))
@@ -172,6 +177,9 @@ def run(args: argparse.Namespace) -> int:
         for spec in pipeline_specs(args, resolved):
             proc = supervisor.start(spec)
             say(f"{spec.name:<9} pid {proc.pid}, log {proc.log_path}")
+        if args.api_port != 0:
+            say(f"{'dashboard':<9} http://{resolved.api_host}:"
+                f"{args.api_port or resolved.api_port}/ (REST at /api, OpenAPI at /docs)")
         if args.flower_port:
             say(f"{'flower':<9} http://127.0.0.1:{args.flower_port}/ (Celery tasks and workers)")
         producer = supervisor.start(producer_spec(args, resolved, source, rate))

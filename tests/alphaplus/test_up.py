@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from core.kafka import read_topic
 from infra.stack.ports import free_port
 from infra.stack.process import descendants, process_alive
@@ -30,6 +32,7 @@ def up_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         ALPHAPLUS_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
         ALPHAPLUS_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/alphaplus",
         ALPHAPLUS_STATE_DIR=str(tmp_path / "state"),
+        ALPHAPLUS_API_PORT=str(free_port()),
         **extra,
     )
     return env
@@ -93,6 +96,16 @@ def first_trade(bootstrap: str, timeout: float = 20.0) -> bytes | None:
     raise AssertionError("no trade arrived")
 
 
+def api_answers(url: str, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return bool(httpx.get(url, timeout=5).json()["status"] == "ok")
+        except httpx.TransportError:
+            time.sleep(0.2)
+    return False
+
+
 def stop_and_check(running: Running) -> None:
     """SIGTERM; assert a clean exit with nothing left behind."""
     tree = descendants(running.proc.pid)
@@ -112,12 +125,14 @@ def test_up_with_nothing_running_embeds_everything_and_stops_clean(tmp_path: Pat
         assert running.field("redis", r"(embedded) redis-server")
         assert running.field("postgres", r"(embedded) PostgreSQL")
         assert b'"symbol"' in (first_trade(bootstrap) or b"")
+        dashboard = running.field("dashboard", r"(http://\S+/) ")
+        assert api_answers(f"{dashboard}api/health")
         log_dir = Path(running.field("logs", r"^logs\s+(\S+)/"))
         stop_and_check(running)
     assert log_dir.parent == tmp_path / "state" / "logs"
     names = {p.name for p in log_dir.iterdir()}
     assert names == {"kafka.log", "redis.log", "postgres.log", "worker.log", "stream.log",
-                     "producer.log"}
+                     "api.log", "producer.log"}
     assert (log_dir / "producer.log").stat().st_size > 0
 
 

@@ -110,6 +110,14 @@ def test_a_restarted_stage_resumes_from_its_checkpoint(
     assert_closed_as_offline(closed_candles(stage_settings))
     rows = [row for _, trades in task_args(redis_url, f"{namespace}.persist") for row in trades]
     assert len(rows) == filled
+    # The counters the API's /api/pipeline/stats reads, saved with each checkpoint.
+    client = redis.Redis.from_url(redis_url)
+    try:
+        counters = client.hgetall(redis_keys.stream_stats(namespace))
+    finally:
+        client.close()
+    assert float(counters[b"trades"]) == filled
+    assert float(counters[b"batches"]) == first.stats.batches + second.stats.batches
 
 
 def test_a_message_that_is_not_a_trade_is_dead_lettered_and_the_partition_goes_on(

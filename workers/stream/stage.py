@@ -12,6 +12,7 @@ its checkpoint and seeks to its offset, whichever process stored it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -47,6 +48,11 @@ class StageStats:
     duplicates: int = 0
     late: int = 0
     rejected: int = 0
+    busy_ms: float = 0.0  # time spent handling batches (not waiting on Kafka)
+
+    def minus(self, other: StageStats) -> dict[str, float]:
+        return {name: getattr(self, name) - getattr(other, name)
+                for name in self.__dataclass_fields__}
 
 
 def consumer_config(settings: Settings, group: str) -> dict[str, object]:
@@ -84,6 +90,7 @@ class StreamStage:
         self.consumer = Consumer(consumer_config(settings, self.group))
         self.partitions: dict[int, PartitionProcessor] = {}
         self.stats = StageStats()
+        self._saved_stats = StageStats()
         self._last_quiet_check = 0.0
         self._last_redeliver_check = time.monotonic()
 
@@ -126,6 +133,7 @@ class StreamStage:
     def step(self, timeout: float = 0.1) -> int:
         """One poll batch; returns the number of messages handled."""
         first = self.consumer.poll(timeout)
+        started = time.perf_counter()
         batch: list[Message] = []
         if first is not None:
             batch.append(first)
@@ -186,18 +194,25 @@ class StreamStage:
             resent = self.outbox.redeliver()
             if resent:
                 log.warning("sent %d overdue tasks again (no worker finished them)", resent)
+        if batch:
+            self.stats.batches += 1
+            self.stats.busy_ms += (time.perf_counter() - started) * 1000
         if touched_partitions:
             self.handoff.flush()
             self._checkpoint(touched_partitions)
-        if batch:
-            self.stats.batches += 1
         return len(batch)
 
     def _checkpoint(self, processors: list[PartitionProcessor]) -> None:
         pipe = self.redis.pipeline(transaction=True)
         for proc in processors:
             pipe.set(self._checkpoint_key(proc.partition), _encode(proc.checkpoint()))
+        # The counters travel with the checkpoint, so a crash never counts a batch twice.
+        stats_key = redis_keys.stream_stats(self.ns)
+        for name, delta in self.stats.minus(self._saved_stats).items():
+            if delta:
+                pipe.hincrbyfloat(stats_key, name, delta)
         pipe.execute()
+        self._saved_stats = dataclasses.replace(self.stats)
         offsets = [TopicPartition(self.topic, p.partition, p.offset)
                    for p in processors if p.offset >= 0]
         if offsets:

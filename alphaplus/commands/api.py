@@ -1,0 +1,40 @@
+"""`alphaplus api`: the REST/WebSocket API and the dashboard, served by uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from core.settings import Settings
+
+# uvicorn cuts frames beyond this (close 1009); smaller requests over the configured limit get
+# the protocol's own error first (api/ws/protocol.py), which says what the limit is.
+WS_FRAME_LIMIT = 64 * 1024
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "api", help="serve the REST API, the /ws WebSocket and the dashboard (uvicorn)")
+    parser.add_argument("--host", help="bind address (default ALPHAPLUS_API_HOST)")
+    parser.add_argument("--port", type=int, help="port (default ALPHAPLUS_API_PORT)")
+    parser.add_argument("--workers", type=int,
+                        help="uvicorn worker processes (default ALPHAPLUS_API_WORKERS)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = Settings.from_env()
+    host = args.host or settings.api_host
+    port = args.port or settings.api_port
+    workers = args.workers or settings.api_workers
+    print(f"api: http://{host}:{port}/ (dashboard), /docs (OpenAPI), /ws; {workers} worker(s)",
+          flush=True)
+    # A factory by import string: every worker process builds its own app (and its own
+    # pub/sub listener and WebSocket hub) from the same environment.
+    uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level="warning", access_log=False, ws_max_size=WS_FRAME_LIMIT,
+                ws_ping_interval=settings.ws_ping_interval_s,
+                ws_ping_timeout=settings.ws_ping_interval_s * 3, lifespan="on")
+    return 0
