@@ -30,6 +30,13 @@ class ApiContext:
     probes: dict[str, Any] = field(default_factory=dict)
 
 
+def context_of(request: Request) -> ApiContext:
+    """The process's context, for the hot routes: taking `request` directly spares them
+    FastAPI's dependency solving (~40 µs a request here)."""
+    ctx: ApiContext = request.app.state.ctx
+    return ctx
+
+
 async def context(request: Request) -> ApiContext:
     """The FastAPI dependency that hands the process's context to a route (async: FastAPI
     runs a plain `def` dependency in a worker thread, which cost ~150 µs a request)."""

@@ -12,11 +12,11 @@ import time
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query, Request
 from redis.asyncio import Redis
 
 from api import params
-from api.context import ApiContext, context
+from api.context import ApiContext, context_of
 from api.redis_link import RedisDown
 from api.responses import Json
 from api.store import DatabaseDown
@@ -24,13 +24,13 @@ from core import redis_keys
 from core.timeframes import TIMEFRAME_MS
 
 router = APIRouter(prefix="/api", tags=["market"])
-Ctx = Annotated[ApiContext, Depends(context)]
 RECENT_SIGNALS = 20
 
 
 @router.get("/symbols", response_class=Json)
-async def symbols(ctx: Ctx) -> Json:
+async def symbols(request: Request) -> Json:
     """The symbols and timeframes this server serves."""
+    ctx = context_of(request)
     return Json({"symbols": list(ctx.settings.symbols),
                  "timeframes": list(ctx.settings.timeframes)})
 
@@ -67,7 +67,7 @@ async def _window(ctx: ApiContext, symbol: str, tf: str, start: int, end: int,
 
 @router.get("/market/data", response_class=Json)
 async def market_data(
-    ctx: Ctx,
+    request: Request,
     symbol: Annotated[str, Query(description="e.g. BTCUSDT (see /api/symbols)")],
     timeframe: Annotated[str, Query(description="e.g. 1m (see /api/symbols)")] = "1m",
     start: Annotated[str | None, Query(description="epoch ms or ISO 8601")] = None,
@@ -77,6 +77,7 @@ async def market_data(
 ) -> Json:
     """Candles oldest first, the forming one last (`closed: false`); with
     `include=indicators` each candle carries its indicator values (null during warm-up)."""
+    ctx = context_of(request)
     sym = params.symbol(ctx.settings, symbol)
     tf = params.timeframe(ctx.settings, timeframe)
     lo, hi = params.time_range(start, end)
@@ -122,8 +123,9 @@ async def market_data(
 
 
 @router.get("/real-time/{symbol}/{timeframe}", response_class=Json)
-async def real_time(ctx: Ctx, symbol: str, timeframe: str) -> Json:
+async def real_time(request: Request, symbol: str, timeframe: str) -> Json:
     """The live candle, the latest indicators and the latest signals of one symbol/timeframe."""
+    ctx = context_of(request)
     sym = params.symbol(ctx.settings, symbol)
     tf = params.timeframe(ctx.settings, timeframe)
 
@@ -158,23 +160,23 @@ async def _events(ctx: ApiContext, kind: str, symbol: str, timeframe: str | None
 
 @router.get("/signals", response_class=Json)
 async def signals(
-    ctx: Ctx,
+    request: Request,
     symbol: str,
     timeframe: Annotated[str | None, Query(description="omit for every timeframe")] = None,
     since: Annotated[str | None, Query(description="epoch ms or ISO 8601")] = None,
     limit: Annotated[int, Query(ge=1, le=params.MAX_LIMIT)] = 100,
 ) -> Json:
     """Signals newest first: name, direction, strength and the values that triggered them."""
-    return await _events(ctx, "signals", symbol, timeframe, since, limit)
+    return await _events(context_of(request), "signals", symbol, timeframe, since, limit)
 
 
 @router.get("/patterns", response_class=Json)
 async def patterns(
-    ctx: Ctx,
+    request: Request,
     symbol: str,
     timeframe: Annotated[str | None, Query(description="omit for every timeframe")] = None,
     since: Annotated[str | None, Query(description="epoch ms or ISO 8601")] = None,
     limit: Annotated[int, Query(ge=1, le=params.MAX_LIMIT)] = 100,
 ) -> Json:
     """Candlestick patterns newest first."""
-    return await _events(ctx, "patterns", symbol, timeframe, since, limit)
+    return await _events(context_of(request), "patterns", symbol, timeframe, since, limit)
