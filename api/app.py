@@ -93,7 +93,8 @@ def create_app(settings: Settings | None = None, ns: str | None = None) -> FastA
     # Requests are matched against the routes in order: the API's own first, before the
     # OpenAPI and docs pages FastAPI registered (each failed match costs a few µs).
     ours = [r for r in app.router.routes if getattr(r, "path", "").startswith(("/api/", "/ws"))]
-    app.router.routes[:] = ours + [r for r in app.router.routes if r not in ours]
+    app.router.routes[:] = [*market.FAST_ROUTES, *ours,
+                            *(r for r in app.router.routes if r not in ours)]
     app.mount("/metrics", make_asgi_app())
     app.mount("/", StaticFiles(directory=STATIC, html=True, check_dir=False), name="dashboard")
     return app
