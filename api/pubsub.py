@@ -46,6 +46,8 @@ class SilentConnection(ConnectionError):
 class UpdateListener:
     def __init__(self, redis_url: str, ns: str, handlers: Sequence[UpdateHandler],
                  ping_interval_s: float = 5.0) -> None:
+        # A malformed URL is a configuration error, said at once (Redis being away is not).
+        aioredis.ConnectionPool.from_url(redis_url)
         self.redis_url = redis_url
         self.ns = ns
         self.handlers = tuple(handlers)
@@ -105,6 +107,9 @@ class UpdateListener:
                 if self._connected or attempts == 0:
                     log.warning("Redis pub/sub at %s: %s; reconnecting in the background",
                                 self.redis_url, exc or type(exc).__name__)
+            except Exception:
+                # Not Redis being away (that is above): still never the end of the listener.
+                log.exception("Redis pub/sub at %s failed; reconnecting", self.redis_url)
             finally:
                 if self._connected:
                     delay = BACKOFF_MIN_S

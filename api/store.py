@@ -60,6 +60,15 @@ ORDER BY open_time DESC LIMIT 1
 """
 
 
+_BACKTEST_FIELDS = ("id", "run_id", "strategy", "symbol", "timeframe", "candles", "start_time",
+                    "end_time", "created_at", "params", "config", "metrics")
+_BACKTEST_SQL = f"""
+SELECT id, run_id, strategy, symbol, timeframe, candles, {_MS.format('start_time')},
+       {_MS.format('end_time')}, {_MS.format('created_at')}, params, config, metrics{{more}}
+FROM backtests {{where}}
+"""
+
+
 class DatabaseDown(ServiceUnavailable):
     """PostgreSQL did not answer; the message says where it was looked for."""
 
@@ -164,6 +173,34 @@ class MarketStore:
                 return None
             return {"symbol": symbol, "timeframe": timeframe, "open_time": row[0],
                     "values": row[1]}
+
+        return await self._run(query)
+
+    async def backtest(self, report_id: str) -> dict[str, Any] | None:
+        """One backtest report (workers/backtest/store.py writes them), trades and equity
+        curve included; None when there is no such id."""
+        sql = _BACKTEST_SQL.format(more=", trades, equity", where="WHERE id = %s")
+
+        def query(conn: PGConnection) -> dict[str, Any] | None:
+            with conn.cursor() as cur:
+                cur.execute(sql, (report_id,))
+                row = cur.fetchone()
+            if row is None:
+                return None
+            return dict(zip((*_BACKTEST_FIELDS, "trades", "equity"), row, strict=True))
+
+        return await self._run(query)
+
+    async def backtests(self, run_id: str | None, limit: int) -> list[dict[str, Any]]:
+        """Reports newest first (all runs, or one), without their trades and equity curves."""
+        where = ("WHERE run_id = %s " if run_id else "") + "ORDER BY created_at DESC LIMIT %s"
+        sql = _BACKTEST_SQL.format(more="", where=where)
+        args: tuple[Any, ...] = (run_id, limit) if run_id else (limit,)
+
+        def query(conn: PGConnection) -> list[dict[str, Any]]:
+            with conn.cursor() as cur:
+                cur.execute(sql, args)
+                return [dict(zip(_BACKTEST_FIELDS, row, strict=True)) for row in cur.fetchall()]
 
         return await self._run(query)
 

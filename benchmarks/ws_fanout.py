@@ -70,6 +70,9 @@ SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "ADAUSDT", "DO
 TIMEFRAMES = ("1m", "5m", "15m", "1h", "4h", "1d")
 THROTTLE_S = 0.1
 TARGET_P99_MS = {1000: 20.0, 10000: 100.0}
+#: Counters of the server's /stats shown per run (those that are not zero).
+SERVER_FIGURES = ("coalesced_updates", "coalesced_messages", "dropped_messages",
+                  "slow_disconnects", "errors_count")
 
 
 def raise_nofile() -> int:
@@ -172,31 +175,34 @@ def naive_app(redis_url: str, ns: str) -> Any:
                      lifespan=lifespan)
 
 
-def server_main(mode: str, port: int, redis_url: str, ns: str, gc_tuning: bool) -> None:
+def server_main(mode: str, port: int, redis_url: str, ns: str) -> None:
     import uvicorn
 
-    from api.ws.serving import tune_gc, uvicorn_ws_options
+    from api.ws.serving import uvicorn_ws_options
     from core.settings import Settings
 
     raise_nofile()
     app = hub_app(redis_url, ns) if mode == "hub" else naive_app(redis_url, ns)
-    if gc_tuning:  # both sides alike: it is the process's setting, not the hub's
-        tune_gc()
     options = uvicorn_ws_options(Settings.from_env(environ={}, env_file=None))
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                             access_log=False, lifespan="on", backlog=4096, **options)
     uvicorn.Server(config).run()
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) a process used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Server:
-    def __init__(self, mode: str, redis_url: str, ns: str, log: Path, gc_tuning: bool) -> None:
+    def __init__(self, mode: str, redis_url: str, ns: str, log: Path) -> None:
         self.mode = mode
         self.port = free_port()
         self.log = log
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, __file__, "_server", mode, str(self.port), redis_url, ns,
-                 "gc" if gc_tuning else "nogc"],
+                [sys.executable, __file__, "_server", mode, str(self.port), redis_url, ns],
                 cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 30
         while True:
@@ -221,9 +227,7 @@ class Server:
         raise RuntimeError("no VmRSS")
 
     def cpu(self) -> float:
-        """CPU seconds (user + system) the server used so far."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -407,11 +411,13 @@ class Result:
     kib_per_conn: float
     connect_s: float
     closed: int
+    clients_cpu_share: float  # the client processes and the publisher together
+    server_stats: dict[str, Any]
 
 
 def run_once(mode: str, n: int, procs: int, args: argparse.Namespace, ns: str,
              log: Path) -> Result:
-    server = Server(mode, args.redis_url, ns, log, not args.no_gc_tuning)
+    server = Server(mode, args.redis_url, ns, log)
     ctx = mp.get_context("spawn")
     children: list[Any] = []
     try:
@@ -446,8 +452,12 @@ def run_once(mode: str, n: int, procs: int, args: argparse.Namespace, ns: str,
         pub_parent.recv()
         time.sleep(max(0.0, t0 - time.time()))
         cpu0 = server.cpu()
+        others = [p.pid for p in children if p.pid is not None]
+        others_cpu0 = sum(cpu_seconds(pid) for pid in others)
         time.sleep(max(0.0, t1 - time.time()))
         cpu = server.cpu() - cpu0
+        others_cpu = sum(cpu_seconds(pid) for pid in others) - others_cpu0
+        server_stats = server.stats()
         publisher.join(30)
         time.sleep(2.0)  # drain what is in flight
         latencies = array("f")
@@ -475,7 +485,8 @@ def run_once(mode: str, n: int, procs: int, args: argparse.Namespace, ns: str,
             cpu_share=cpu / args.seconds,
             cpu_us_per_msg=cpu / max(1, in_window) * 1e6,
             kib_per_conn=(rss_after - rss_before) / n / 1024,
-            connect_s=connect_s, closed=closed)
+            connect_s=connect_s, closed=closed, clients_cpu_share=others_cpu / args.seconds,
+            server_stats=server_stats)
     finally:
         for p in children:
             p.join(10)
@@ -497,8 +508,10 @@ def show(r: Result) -> str:
     return (f"  {r.mode:5s} N={r.n:6d}  p50 {r.p50_ms:8.2f} ms  p99 {r.p99_ms:8.2f} ms  "
             f"max {r.max_ms:8.1f} ms  {r.msgs_per_s:9.0f} msg/s ({r.delivered_share:6.1%} of "
             f"expected)  server CPU {r.cpu_share:5.0%} = {r.cpu_us_per_msg:5.1f} µs/msg  "
-            f"{r.kib_per_conn:5.1f} KiB/conn  connect {r.connect_s:5.1f} s"
-            + (f"  closed {r.closed}" if r.closed else ""))
+            f"{r.kib_per_conn:5.1f} KiB/conn  connect {r.connect_s:5.1f} s  clients+publisher "
+            f"CPU {r.clients_cpu_share:4.0%}" + (f"  closed {r.closed}" if r.closed else "")
+            + "".join(f"  {k} {r.server_stats[k]}" for k in SERVER_FIGURES
+                      if r.server_stats.get(k)))
 
 
 def summary(results: list[Result]) -> None:
@@ -529,8 +542,7 @@ def summary(results: list[Result]) -> None:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_server":
-        server_main(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5],
-                    sys.argv[6] == "gc")
+        server_main(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
         return
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[1000, 10000])
@@ -540,8 +552,6 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--modes", nargs="+", default=["hub", "naive"],
                         choices=["hub", "naive"])
-    parser.add_argument("--no-gc-tuning", action="store_true",
-                        help="servers keep CPython's GC defaults (api.ws.serving.tune_gc off)")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--log", type=Path, default=Path("/tmp/ws_fanout_server.log"))
     args = parser.parse_args()

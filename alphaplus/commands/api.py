@@ -7,10 +7,6 @@ from typing import Any
 
 from core.settings import Settings
 
-# uvicorn cuts frames beyond this (close 1009); smaller requests over the configured limit get
-# the protocol's own error first (api/ws/protocol.py), which says what the limit is.
-WS_FRAME_LIMIT = 64 * 1024
-
 
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
@@ -25,6 +21,8 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from api.ws.serving import uvicorn_ws_options
+
     settings = Settings.from_env()
     host = args.host or settings.api_host
     port = args.port or settings.api_port
@@ -34,7 +32,6 @@ def run(args: argparse.Namespace) -> int:
     # A factory by import string: every worker process builds its own app (and its own
     # pub/sub listener and WebSocket hub) from the same environment.
     uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", access_log=False, ws_max_size=WS_FRAME_LIMIT,
-                ws_ping_interval=settings.ws_ping_interval_s,
-                ws_ping_timeout=settings.ws_ping_interval_s * 3, lifespan="on")
+                log_level="warning", access_log=False, lifespan="on",
+                **uvicorn_ws_options(settings))
     return 0

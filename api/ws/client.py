@@ -7,9 +7,10 @@ a third of the cost of a message here). A send that has to wait (the socket's bu
 full) is finished by a task of that client's own, the drainer, which then also sends whatever
 queued up meanwhile, and ends when the queue is empty.
 
-Latest-wins streams (kline, indicators) hold at most one queued message each: a newer update
-replaces the text of the queued one in place, so it keeps its place in the line and nothing
-older of its stream is ever sent after it.
+Latest-wins (kline, indicators): a newer update of the same candle replaces the text of the
+queued one of its stream in place, so it keeps its place in the line and nothing older of its
+stream is ever sent after it; an update of another candle queues behind it (each candle's final
+state is delivered, see api/ws/fanout.py).
 """
 
 from __future__ import annotations
@@ -37,14 +38,15 @@ GONE = (WebSocketDisconnect, RuntimeError, OSError)
 
 
 class Entry:
-    __slots__ = ("category", "received", "stream", "text")
+    __slots__ = ("candle", "category", "received", "stream", "text")
 
     def __init__(self, stream: str | None, text: str, received: float | None,
-                 category: int) -> None:
+                 category: int, candle: int | None = None) -> None:
         self.stream = stream
         self.text = text
         self.received = received  # when the listener got the update; None for answers
         self.category = category
+        self.candle = candle  # the open_time of a latest-wins update, else None
 
 
 class Close(Entry):
@@ -87,7 +89,7 @@ class Client:
         self.queue_size = max(1, queue_size)
         self.streams: set[str] = set()
         self.queue: deque[Entry] = deque()
-        self.pending: dict[str, Entry] = {}  # latest-wins stream -> its queued entry
+        self.pending: dict[str, Entry] = {}  # latest-wins stream -> its newest queued entry
         self.counts = [0] * len(CATEGORY_NAMES)
         self.drainer: asyncio.Task[None] | None = None  # set while a send is in flight
         self.full_since: float | None = None  # since when the queue has been full
@@ -101,13 +103,14 @@ class Client:
 
     # -- the fan-out side: synchronous, never waits
     def push(self, stream: str, text: str, received: float, category: int,
-             latest_wins: bool) -> None:
+             candle: int | None) -> None:
+        """`candle`: the open_time of a latest-wins update (None: never replaced)."""
         if self.drainer is None:
             self._send_now(text, received)
             return
-        if latest_wins:
+        if candle is not None:
             queued = self.pending.get(stream)
-            if queued is not None:
+            if queued is not None and queued.candle == candle:
                 queued.text = text
                 queued.received = received
                 self.stats.coalesced += 1
@@ -118,9 +121,9 @@ class Client:
                 self.full_since = time.monotonic()
             self.stats.dropped += 1
             return
-        entry = Entry(stream, text, received, category)
+        entry = Entry(stream, text, received, category, candle)
         queue.append(entry)
-        if latest_wins:
+        if candle is not None:
             self.pending[stream] = entry
         self.counts[category] += 1
 
@@ -169,15 +172,12 @@ class Client:
                 self.full_since = None
 
     # -- slowness
-    def stalled_for(self, now: float) -> float:
-        """How long this client has been holding things up: its queue full, or one send to
-        its socket not returning (a reader that stopped reading: its socket buffers filled)."""
-        stalled = 0.0
-        if self.full_since is not None:
-            stalled = now - self.full_since
-        if self.send_started is not None:
-            stalled = max(stalled, now - self.send_started)
-        return stalled
+    def stalled_for(self, now: float) -> float | None:
+        """How long this client has been holding things up (None: it is not): its queue full,
+        or one send to its socket not returning (a reader that stopped reading: its socket
+        buffers filled)."""
+        since = [t for t in (self.full_since, self.send_started) if t is not None]
+        return now - min(since) if since else None
 
     def stall_reason(self, now: float) -> str:
         parts = []

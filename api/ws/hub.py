@@ -178,9 +178,10 @@ class Hub:
         while self._clients:
             await asyncio.sleep(interval)
             now = time.monotonic()
-            for client in [c for c in self._clients
-                           if c.close_reason is None and c.stalled_for(now) >= limit]:
-                self._close(client, f"too slow: {client.stall_reason(now)}", "slow")
+            for client in list(self._clients):
+                stalled = client.stalled_for(now)
+                if stalled is not None and stalled >= limit and client.close_reason is None:
+                    self._close(client, f"too slow: {client.stall_reason(now)}", "slow")
 
     def _close(self, client: Client, reason: str, kind: str, queued: bool = False,
                code: int = POLICY_VIOLATION) -> None:

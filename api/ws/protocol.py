@@ -3,8 +3,9 @@
 Connecting
     `ws://<host>/ws`. When `ALPHAPLUS_WS_TOKEN` is set, the client gives it as `?token=<token>`
     or an `Authorization: Bearer <token>` header; without it the handshake is refused with
-    HTTP 401 (body: the reason) and no WebSocket is opened. Per-message deflate is off (it
-    doubles the server's cost per message).
+    HTTP 401 (body: the reason) and no WebSocket is opened. While the server shuts down, new
+    connections are refused (HTTP 403). Per-message deflate is off (it doubles the server's
+    cost per message).
 
 Requests (text frames, JSON objects; binary frames holding the same JSON are accepted too)
     {"method": "SUBSCRIBE", "params": ["btcusdt@kline_1m", "btcusdt@signals"], "id": 1}
@@ -18,10 +19,11 @@ Requests (text frames, JSON objects; binary frames holding the same JSON are acc
     `id` is required and must be an integer or a string; it is echoed in the answer. Any other
     property is an error. SUBSCRIBE is all or nothing: one bad stream name and none of them is
     added. Subscribing to a stream twice or unsubscribing one never subscribed is not an error.
-    Answers and pushed messages share one ordered queue per client: a SUBSCRIBE's answer comes
-    before the first message of its streams, an UNSUBSCRIBE's answer after the last one.
+    Answers and pushed messages reach a client in order: a SUBSCRIBE's answer comes before the
+    first message of its streams, an UNSUBSCRIBE's answer after the last one.
 
-Streams (symbols in lower case; the symbol and timeframe must be configured)
+Streams (the symbol and timeframe must be configured; the symbol may be given in any case,
+the server writes stream names in lower case)
     <symbol>@kline_<tf>        the forming candle, up to ten times a second, and the closed one
     <symbol>@indicators_<tf>   the indicator values when a candle closes
     <symbol>@signals           signals of every timeframe of the symbol (the payload says which)
@@ -31,9 +33,12 @@ Pushed messages
     {"stream": "btcusdt@kline_1m", "data": <the worker's JSON, untouched>, "sent_at": <ms>}
     `sent_at` is the server's wall clock (epoch milliseconds, fractional) when it fanned the
     update out: one serialisation per update, shared by every subscriber. kline and
-    indicators streams are latest-wins: a client that reads slower than they update gets the
-    newest value (never an older one after a newer) and skips the ones in between; signals and
-    patterns are delivered in order, every one.
+    indicators streams are latest-wins: to a client that reads slower than they update (or
+    from a server with more to send than it can) the newest state of a candle replaces the
+    one still waiting, so intermediate states of a forming candle may be skipped, never an
+    older state sent after a newer one, and the final state of every candle (the closed
+    kline) always delivered. Signals and patterns are delivered in order, every one (a client
+    too slow for them is closed, see below).
 
 Errors: {"error": {"code": <code>, "msg": "<what and why>"}, "id": <the request's id or null>}
     1  invalid JSON: the message is not JSON (or not UTF-8)
@@ -58,7 +63,7 @@ Closes by the server (code, reason)
          server never waits for it
     1001 "server shutting down"
     1011 "keepalive ping timeout": see heartbeats
-    1009 a frame above 64 KiB
+    1009 a frame above 64 KiB (api/ws/serving.py)
 
 Heartbeats
     WebSocket ping frames, sent by the server (uvicorn) every `ALPHAPLUS_WS_PING_INTERVAL_S`;

@@ -139,7 +139,30 @@ Index("trades_symbol_time_idx", trades.c.run_id, trades.c.symbol, trades.c.time.
 Index("signals_symbol_time_idx", signals.c.run_id, signals.c.symbol, signals.c.time.desc())
 Index("patterns_symbol_time_idx", patterns.c.run_id, patterns.c.symbol, patterns.c.time.desc())
 
-TABLES = (trades, candles, indicators, signals, patterns)
+backtests = Table(
+    "backtests",
+    metadata,
+    Column("id", Text, nullable=False),
+    # The run whose candles, indicators and signals were tested (`live` or a replay's).
+    Column("run_id", Text, nullable=False),
+    Column("strategy", Text, nullable=False),
+    Column("symbol", Text, nullable=False),
+    Column("timeframe", Text, nullable=False),
+    Column("candles", BigInteger, nullable=False),
+    Column("start_time", TIMESTAMPTZ, nullable=False),  # the first candle's open
+    Column("end_time", TIMESTAMPTZ, nullable=False),  # the last candle's close (exclusive)
+    Column("created_at", TIMESTAMPTZ, nullable=False, server_default=func.now()),
+    # The report's parts as workers/backtest/report.py writes them (docs/BACKTEST.md).
+    _json_object("params"),
+    _json_object("config"),
+    _json_object("metrics"),
+    Column("trades", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    _json_object("equity"),
+    PrimaryKeyConstraint("id", name="backtests_pkey"),
+)
+Index("backtests_run_created_idx", backtests.c.run_id, backtests.c.created_at.desc())
+
+TABLES = (trades, candles, indicators, signals, patterns, backtests)
 
 
 def epoch_ms(column: ColumnElement[object]) -> ColumnElement[int]:

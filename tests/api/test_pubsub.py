@@ -192,3 +192,8 @@ async def test_a_silent_connection_is_dropped_and_reopened(tmp_path: Path) -> No
     finally:
         await listener.close()
         server.stop()
+
+
+def test_a_malformed_url_is_refused_at_once() -> None:
+    with pytest.raises(ValueError):
+        UpdateListener("http://127.0.0.1:6379", "live", [])

@@ -114,10 +114,13 @@ def serving(settings: Settings, ns: str, send_buffer: int | None = None) -> Iter
         server.stop()
 
 
-def candle(seq: int, symbol: str = "BTCUSDT", tf: str = "1m", close: float = 100.25) -> bytes:
+def candle(seq: int, symbol: str = "BTCUSDT", tf: str = "1m", close: float = 100.25,
+           minute: int = 0, closed: bool = False) -> bytes:
     """A live candle as the stream stage publishes it; `trades` carries a sequence number."""
-    return msgspec.json.encode(Candle(symbol, tf, 1_700_000_040_000, 1_700_000_099_999, 100.0,
-                                      close + 1, 99.5, close, 1.25, 125.0, seq, 0.5, 50.0))
+    open_time = 1_700_000_040_000 + minute * 60_000
+    return msgspec.json.encode(Candle(symbol, tf, open_time, open_time + 59_999, 100.0,
+                                      close + 1, 99.5, close, 1.25, 125.0, seq, 0.5, 50.0,
+                                      closed))
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -333,7 +336,9 @@ async def test_token_required_when_configured(base_settings: Settings, namespace
 
 async def test_latest_wins_for_a_client_that_does_not_read(
         base_settings: Settings, namespace: str, redis_url: str) -> None:
-    n = 3000
+    """3,000 states of 6 candles (500 each, the last one closed) to a client that is not
+    reading: it gets the latest of each, never an older after a newer, and every closed one."""
+    n, per_candle = 3000, 500
     settings = base_settings.replace(ws_queue_size=8, ws_slow_close_s=60.0)
     publisher = aioredis.Redis.from_url(redis_url)
     channel = redis_keys.channel(namespace, "kline", "BTCUSDT", "1m")
@@ -346,21 +351,72 @@ async def test_latest_wins_for_a_client_that_does_not_read(
                 for start in range(1, n + 1, 500):
                     pipe = publisher.pipeline(transaction=False)
                     for seq in range(start, min(start + 500, n + 1)):
-                        pipe.publish(channel, candle(seq))
+                        minute, nth = divmod(seq - 1, per_candle)
+                        pipe.publish(channel, candle(seq, minute=minute,
+                                                     closed=nth == per_candle - 1))
                     await pipe.execute()
                 await until(lambda: server.stats()["updates_received"] == n)
                 seqs: list[int] = []
+                closed: list[int] = []
                 while not seqs or seqs[-1] != n:
-                    seqs.append((await recv(ws))["data"]["trades"])
+                    data = (await recv(ws))["data"]
+                    seqs.append(data["trades"])
+                    if data["closed"]:
+                        closed.append(data["open_time"])
                 await silent(ws, 0.2)
             stats = server.stats()
         assert seqs == sorted(set(seqs))  # never an older one after a newer one
+        # The final state of every candle, however quickly the next one followed.
+        assert closed == [1_700_000_040_000 + m * 60_000 for m in range(n // per_candle)]
+        assert set(range(per_candle, n + 1, per_candle)) <= set(seqs)
         # Replaced while waiting for the fan-out, or in the client's queue.
         coalesced = stats["coalesced_messages"] + stats["coalesced_updates"]
         assert coalesced > 0
         assert len(seqs) + coalesced == n  # each one sent or replaced
         assert stats["dropped_messages"] == 0
         assert stats["slow_disconnects"] == 0
+    finally:
+        await publisher.aclose()
+
+
+async def test_latest_wins_in_the_queue_of_a_client_whose_socket_is_full(
+        base_settings: Settings, namespace: str, redis_url: str) -> None:
+    """Big signals fill the client's path first; kline states then arrive one by one (the
+    fan-out keeps up) and wait in the client's own queue: same-candle states replace each
+    other there, a closed candle is never replaced by the next candle."""
+    settings = base_settings.replace(ws_queue_size=1000, ws_slow_close_s=60.0)
+    publisher = aioredis.Redis.from_url(redis_url)
+    kline = redis_keys.channel(namespace, "kline", "BTCUSDT", "1m")
+    signals = redis_keys.channel(namespace, "signals", "BTCUSDT", "1m")
+    candles, states = 6, 100
+    try:
+        with serving(settings, namespace, send_buffer=4096) as server:
+            sock = small_buffer_socket(server.port)
+            async with connect(server.url, sock=sock, max_queue=1, max_size=None) as ws:
+                assert (await ask(ws, "SUBSCRIBE", ["btcusdt@kline_1m", "btcusdt@signals"])
+                        )["result"] is None
+                for i in range(10):
+                    await publisher.publish(signals, orjson.dumps({"n": i, "pad": "x" * 30_000}))
+                await until(lambda: server.stats()["queue_sizes"]["signals"] > 0)
+                for seq in range(1, candles * states + 1):
+                    minute, nth = divmod(seq - 1, states)
+                    await publisher.publish(kline, candle(seq, minute=minute,
+                                                          closed=nth == states - 1))
+                    await asyncio.sleep(0.001)
+                await until(lambda: server.stats()["updates_received"] == 10 + candles * states)
+                got: list[Any] = []
+                while not got or got[-1].get("trades") != candles * states:
+                    got.append((await recv(ws))["data"])
+                await silent(ws, 0.2)
+            stats = server.stats()
+        assert [d["n"] for d in got if "n" in d] == list(range(10))
+        seqs = [d["trades"] for d in got if "trades" in d]
+        assert seqs == sorted(set(seqs))
+        assert [d["open_time"] for d in got if d.get("closed")] == [
+            1_700_000_040_000 + m * 60_000 for m in range(candles)]
+        assert stats["coalesced_messages"] > 0  # replaced in the client's queue
+        assert len(seqs) + stats["coalesced_messages"] + stats["coalesced_updates"] == \
+            candles * states
     finally:
         await publisher.aclose()
 
@@ -508,3 +564,65 @@ async def test_hub_close_says_going_away_and_refuses_new_clients(
         stats = server.stats()
         assert stats["disconnects"] == {"shutdown": 1}
         assert stats["subscriptions"] == {}
+
+
+async def test_finish_runs_a_coroutine_on_from_where_its_first_step_stopped() -> None:
+    """The fan-out's synchronous send path: a send that had to wait is finished by a task."""
+    from api.ws.client import finish
+
+    gate = asyncio.Event()
+    steps: list[str] = []
+
+    async def send() -> None:
+        steps.append("started")
+        await gate.wait()
+        await asyncio.sleep(0)  # a bare yield too
+        steps.append("done")
+
+    coro = send()
+    yielded = coro.send(None)
+    assert steps == ["started"] and isinstance(yielded, asyncio.Future)
+    task = asyncio.create_task(finish(coro, yielded))
+    await asyncio.sleep(0.01)
+    assert not task.done()
+    gate.set()
+    await asyncio.wait_for(task, 1)
+    assert steps == ["started", "done"]
+
+    async def fails() -> None:
+        await gate2.wait()
+        raise ValueError("from inside")
+
+    gate2 = asyncio.Event()
+    coro = fails()
+    task = asyncio.create_task(finish(coro, coro.send(None)))
+    gate2.set()
+    with pytest.raises(ValueError, match="from inside"):
+        await asyncio.wait_for(task, 1)
+
+    # Cancelled while waiting: the coroutine is unwound (its finally runs), not left behind.
+    unwound: list[bool] = []
+
+    async def never() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            unwound.append(True)
+
+    coro = never()
+    task = asyncio.create_task(finish(coro, coro.send(None)))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    await asyncio.wait({task})
+    assert task.cancelled() and unwound == [True]
+
+
+def test_candle_of_reads_the_open_time_of_workers_payloads() -> None:
+    from api.ws.fanout import candle_of
+
+    assert candle_of(candle(1, minute=2)) == 1_700_000_160_000
+    assert candle_of(orjson.dumps({"symbol": "BTCUSDT", "timeframe": "1m",
+                                   "open_time": 1_700_000_040_000,
+                                   "values": {"rsi_14": 51.5}})) == 1_700_000_040_000
+    assert candle_of(b'{"open_time": 5}') == 5
+    assert candle_of(b'{"name":"hammer"}') is None

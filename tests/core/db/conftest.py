@@ -10,7 +10,7 @@ from psycopg2.extensions import connection as PGConnection
 
 from core.db.connect import connect
 
-TABLES = ("trades", "candles", "indicators", "signals", "patterns")
+TABLES = ("trades", "candles", "indicators", "signals", "patterns", "backtests")
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ def tables(url: str) -> set[str]:
 def test_upgrade_from_empty_builds_what_the_schema_module_describes(empty_db: str) -> None:
     assert current_revision(empty_db) is None
     upgrade(empty_db)
-    assert current_revision(empty_db) == head_revision() == "0001"
+    assert current_revision(empty_db) == head_revision() == "0002"
     assert tables(empty_db) == set(TABLES)
     eng = engine(empty_db, pooled=False)
     try:
