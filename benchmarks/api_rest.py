@@ -172,6 +172,23 @@ def open_loop(port: int, rate: float, seconds: float, connections: int = 16) -> 
     return latencies
 
 
+def hey(url: str, rate: float, seconds: int, workers: int = 16) -> tuple[float, float, float]:
+    """Paced load from `hey` (Go, Debian package): each worker at rate/workers requests/s.
+    Returns achieved req/s, p50 ms, p99 ms. Paced per worker, not open loop: a stall delays
+    the next request, so its p99 can read lower than the open loop's."""
+    out = subprocess.run(["hey", "-z", f"{seconds}s", "-c", str(workers), "-q",
+                          f"{rate / workers:.1f}", url], capture_output=True, text=True,
+                         check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+    def q(p: int) -> float:
+        m = re.search(rf"{p}% in ([\d.]+) secs", out)
+        assert m is not None, out
+        return float(m.group(1)) * 1000
+
+    return rps, q(50), q(99)
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -236,6 +253,11 @@ def main() -> None:
         bare_lat = open_loop(bare_port, half, args.seconds)
         print(f"  same load on the bare endpoint: p50 {pct(bare_lat, 0.5):.2f} ms, "
               f"p99 {pct(bare_lat, 0.99):.2f} ms")
+        if shutil.which("hey"):
+            for name, url in (("AlphaPlus", api_url), ("bare", bare_url)):
+                got, h50, h99 = hey(url, half, args.seconds)
+                print(f"  hey -c16 paced to {half:,.0f} req/s, {name}: achieved {got:,.0f} req/s, "
+                      f"p50 {h50:.2f} ms, p99 {h99:.2f} ms")
         stats = httpx.get(f"http://127.0.0.1:{api_port}/api/cache/stats").json()["cache_stats"]
         print(f"  API cache during the run: hit rate {stats['hit_rate']:.4f}, memory hits "
               f"{stats['memory_hits']:,}, misses {stats['misses']:,}")
