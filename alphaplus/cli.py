@@ -12,7 +12,7 @@ from core.exceptions import AlphaPlusError
 
 # Sub-command modules under alphaplus.commands, in the order `--help` lists them.
 COMMANDS = ("up", "migrate", "produce", "record", "stream", "worker", "api", "topics",
-            "config", "backtest")
+            "config", "backtest", "replay")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,7 +25,7 @@ from api.params import BadRequest
 from api.pubsub import UpdateListener
 from api.redis_link import RedisLink
 from api.responses import Json
-from api.routes import admin, jobs, market, stats, websocket
+from api.routes import admin, jobs, market, replays, stats, websocket
 from api.store import MarketStore
 from api.ws.hub import Hub
 from core.exceptions import ServiceUnavailable
@@ -92,7 +92,7 @@ def create_app(settings: Settings | None = None, ns: str | None = None) -> FastA
         messages = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
         return JSONResponse({"detail": "; ".join(messages)}, status_code=422)
 
-    for module in (market, stats, admin, jobs, websocket):
+    for module in (market, stats, admin, jobs, replays, websocket):
         app.include_router(module.router)
     # Requests are matched against the routes in order: the API's own first, before the
     # OpenAPI and docs pages FastAPI registered (each failed match costs a few µs).

@@ -88,3 +88,20 @@ def api_cache(ns: str, key: str) -> str:
 def api_cache_tag(ns: str, tag: str) -> str:
     """The set of `api_cache` keys that carry `tag`, so an update can delete them all."""
     return f"{_ns(ns)}:api-cache-tag:{tag}"
+
+
+# Replays (workers/replay): each replay's keys live in its own namespace, the run id.
+def replay_status(run_id: str) -> str:
+    """A replay's progress and outcome, JSON (fields: docs/REPLAY.md), kept after it ends."""
+    return f"{_ns(run_id)}:replay:status"
+
+
+def replay_lock(run_id: str) -> str:
+    """Held (with a short TTL the replay keeps renewing) while a process runs the replay, so
+    the same run id never runs twice at once."""
+    return f"{_ns(run_id)}:replay:lock"
+
+
+def replay_cancel(run_id: str) -> str:
+    """Set to ask a running replay to stop; it ends as `cancelled`."""
+    return f"{_ns(run_id)}:replay:cancel"

@@ -41,6 +41,9 @@ def fuzz_api(redis_url: str, migrated_db: str,
             client.close()
 
 
+AUTH = {"Authorization": "Bearer test-token"}
+
+
 def operations(api: ApiProcess) -> list[APIOperation[Any, Any, Any, Any]]:
     schema = schemathesis.openapi.from_url(f"{api.url}/openapi.json")
     return [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
@@ -65,8 +68,10 @@ def test_no_input_gives_a_server_error(fuzz_api: ApiProcess) -> None:
         @settings(max_examples=60, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
         def fuzz(case: Any) -> None:
-            response = case.call(base_url=fuzz_api.url, timeout=20,
-                                 headers={"Authorization": "Bearer test-token"})
+            # Starting replays would leave real jobs and run namespaces behind: that one is
+            # fuzzed up to its token check (tests/api/test_replays.py covers the rest).
+            auth = {} if case.operation.label == "POST /api/replays" else AUTH
+            response = case.call(base_url=fuzz_api.url, timeout=20, headers=auth)
             calls[case.operation.label] = calls.get(case.operation.label, 0) + 1
             if response.status_code >= 500:
                 failures.append(f"{case.method} {case.formatted_path} query={case.query} "

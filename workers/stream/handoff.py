@@ -35,26 +35,37 @@ def trade_rows(trades: list[TradeRecord]) -> list[list[Any]]:
 
 
 class Handoff:
-    def __init__(self, settings: Settings, outbox: TaskOutbox, ns: str, source: str) -> None:
+    """`produce_candles` False: closed candles go to Celery only, not to `market.candles`;
+    `dead_letters` False: rejected input is only counted (by the stage); `persist_trades`
+    False: no trade batches. A replay turns the topics off, so it never writes to live ones."""
+
+    def __init__(self, settings: Settings, outbox: TaskOutbox, ns: str, source: str, *,
+                 produce_candles: bool = True, dead_letters: bool = True,
+                 persist_trades: bool = True) -> None:
         self.settings = settings
         self.outbox = outbox
         self.ns = ns
         self.source = source
+        self.produce_candles = produce_candles
+        self.dead_letters = dead_letters
+        self.persist_trades = persist_trades
         self.producer = Producer(producer_config(settings.kafka_bootstrap,
                                                  settings.kafka_compression, **{"linger.ms": 5}))
         self.tasks_sent = 0
 
-    def candles(self, candles: list[Candle]) -> None:
+    def candles(self, candles: list[Candle]) -> str | None:
+        """Returns the id of the Celery task that carries them."""
         if not candles:
-            return
-        topic = self.settings.topic_candles
-        for c in candles:
-            self.producer.produce(topic, _encode(c), f"{c.symbol}:{c.timeframe}".encode(),
-                                  timestamp=c.open_time)
-        self._send(TASK_CANDLES, [msgspec.to_builtins(c) for c in candles])
+            return None
+        if self.produce_candles:
+            topic = self.settings.topic_candles
+            for c in candles:
+                self.producer.produce(topic, _encode(c), f"{c.symbol}:{c.timeframe}".encode(),
+                                      timestamp=c.open_time)
+        return self._send(TASK_CANDLES, [msgspec.to_builtins(c) for c in candles])
 
     def trades(self, trades: list[TradeRecord]) -> None:
-        if trades:
+        if trades and self.persist_trades:
             self._send(TASK_TRADES, trade_rows(trades))
 
     def late(self, late: list[tuple[bytes, LateTrade]]) -> None:
@@ -64,14 +75,17 @@ class Handoff:
             self._send(TASK_LATE, trade_rows(trades))
 
     def rejected(self, raw: bytes, reason: str, detail: str) -> None:
+        if not self.dead_letters:
+            return
         letter = dead_letter(raw, reason, detail, self.source, int(time.time() * 1000))
         self.producer.produce(self.settings.topic_deadletter, encode(letter),
                               self.source.encode(), timestamp=letter["ts"])
 
-    def _send(self, task: str, rows: list[Any]) -> None:
+    def _send(self, task: str, rows: list[Any]) -> str:
         # Queues come from celeryconfig.task_routes, by task name.
-        self.outbox.send(task, (self.ns, rows))
+        task_id = self.outbox.send(task, (self.ns, rows))
         self.tasks_sent += 1
+        return task_id
 
     def close(self) -> None:
         self.flush()

@@ -86,13 +86,24 @@ class StreamStage:
         self.live = LivePublisher(self.redis, ns, settings.live_throttle_ms,
                                   settings.redis_window)
         self.outbox = TaskOutbox(self.redis, celery, ns, settings.task_redeliver_s)
-        self.handoff = Handoff(settings, self.outbox, ns, source=f"stream:{self.group}")
-        self.consumer = Consumer(consumer_config(settings, self.group))
+        self.handoff = self._new_handoff()
+        self.consumer = self._new_consumer()
         self.partitions: dict[int, PartitionProcessor] = {}
+        # A replay turns both off: history is closed by its own trades only (never by the wall
+        # clock), and forming candles at replay speed would flood pub/sub.
+        self.wall_clock_close = True
+        self.publish_forming = True
         self.stats = StageStats()
         self._saved_stats = StageStats()
         self._last_quiet_check = 0.0
         self._last_redeliver_check = time.monotonic()
+
+    # Made by methods so that a replay (workers/replay) can configure them.
+    def _new_handoff(self) -> Handoff:
+        return Handoff(self.settings, self.outbox, self.ns, source=f"stream:{self.group}")
+
+    def _new_consumer(self) -> Consumer:
+        return Consumer(consumer_config(self.settings, self.group))
 
     # -- partition ownership ---------------------------------------------------------------
     def _checkpoint_key(self, partition: int) -> str:
@@ -138,6 +149,11 @@ class StreamStage:
         if first is not None:
             batch.append(first)
             batch.extend(self.consumer.consume(self.settings.stream_batch - 1, 0))
+        self.handle(self.group_batch(batch), started, counted=bool(batch))
+        return len(batch)
+
+    def group_batch(self, batch: list[Message]) -> dict[int, list[tuple[int, bytes]]]:
+        """The batch's messages as (offset, value) per partition, in order."""
         by_partition: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
         for msg in batch:
             err = msg.error()
@@ -151,6 +167,12 @@ class StreamStage:
             if partition is None or offset is None:
                 continue
             by_partition[partition].append((offset, value or b""))
+        return by_partition
+
+    def handle(self, by_partition: dict[int, list[tuple[int, bytes]]], started: float,
+               counted: bool) -> list[Candle]:
+        """Candles, live publish, hand-off and checkpoint for one batch (`counted`: it held
+        messages, so it counts in the batch statistics); returns the candles it closed."""
         closed: list[Candle] = []
         touched_partitions = []
         results: list[BatchResult] = []
@@ -161,14 +183,15 @@ class StreamStage:
             result = proc.process(messages)
             touched_partitions.append(proc)
             closed.extend(result.closed)
-            self.live.touched(proc.symbols, result.touched)
+            if self.publish_forming:
+                self.live.touched(proc.symbols, result.touched)
             results.append(result)
             self.stats.trades += len(result.trades)
             self.stats.duplicates += result.duplicates
             self.stats.late += len(result.late)
             self.stats.rejected += len(result.rejected)
         now = time.monotonic()
-        if now - self._last_quiet_check >= QUIET_CHECK_S:
+        if self.wall_clock_close and now - self._last_quiet_check >= QUIET_CHECK_S:
             self._last_quiet_check = now
             wall_ms = int(time.time() * 1000)
             for proc in self.partitions.values():
@@ -194,13 +217,13 @@ class StreamStage:
             resent = self.outbox.redeliver()
             if resent:
                 log.warning("sent %d overdue tasks again (no worker finished them)", resent)
-        if batch:
+        if counted:
             self.stats.batches += 1
             self.stats.busy_ms += (time.perf_counter() - started) * 1000
         if touched_partitions:
             self.handoff.flush()
             self._checkpoint(touched_partitions)
-        return len(batch)
+        return closed
 
     def _checkpoint(self, processors: list[PartitionProcessor]) -> None:
         pipe = self.redis.pipeline(transaction=True)

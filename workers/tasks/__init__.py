@@ -1,5 +1,5 @@
 """Celery tasks. Importing this package registers them on `workers.celery_app.app`."""
 
-from workers.tasks import backtest, indicators, persist
+from workers.tasks import backtest, indicators, persist, replay
 
-__all__ = ["backtest", "indicators", "persist"]
+__all__ = ["backtest", "indicators", "persist", "replay"]
