@@ -7,6 +7,7 @@ answered 400 with the allowed values named.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from core.exceptions import AlphaPlusError
@@ -16,6 +17,10 @@ from core.settings import Settings
 MAX_TIME_MS = 32_503_680_000_000
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 500
+
+
+# Run ids (`live`, a replay's) and report ids: what core.replays and the backtest store make.
+_IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 class BadRequest(AlphaPlusError):
@@ -36,6 +41,15 @@ def timeframe(settings: Settings, raw: str) -> str:
         raise BadRequest(f"unknown timeframe {raw!r}: this server has "
                          f"{', '.join(settings.timeframes)}")
     return value
+
+
+def identifier(name: str, raw: str) -> str:
+    """A run or report id: letters, digits, `.`, `_`, `-` (checked before any query: a NUL
+    byte, say, is something PostgreSQL refuses outright)."""
+    if not _IDENTIFIER.fullmatch(raw):
+        raise BadRequest(f"{name}={raw[:100]!r} is not an id: letters, digits, '.', '_' and "
+                         "'-', at most 100, starting with a letter or digit")
+    return raw
 
 
 def time_ms(name: str, raw: str | None, default: int) -> int:

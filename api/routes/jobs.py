@@ -20,7 +20,8 @@ async def backtests(
     limit: Annotated[int, Query(ge=1, le=params.MAX_LIMIT)] = 50,
 ) -> Json:
     """Backtest reports newest first: strategy, parameters and metrics (no trade lists)."""
-    rows = await context_of(request).store.backtests(run_id, limit)
+    rows = await context_of(request).store.backtests(
+        None if run_id is None else params.identifier("run_id", run_id), limit)
     return Json({"backtests": rows})
 
 
@@ -29,7 +30,7 @@ async def backtests(
 async def backtest(request: Request, report_id: str) -> Json:
     """One report: metrics, the trade list and the equity curve (with buy-and-hold and
     drawdown), as `alphaplus backtest` saved it."""
-    report = await context_of(request).store.backtest(report_id)
+    report = await context_of(request).store.backtest(params.identifier("id", report_id))
     if report is None:
         raise HTTPException(404, f"no backtest {report_id!r}: list them at /api/backtests")
     return Json(report)

@@ -86,10 +86,7 @@ async def replay_status(request: Request, run_id: str) -> Json:
     """A replay's state (queued, running, done, failed, cancelled), counts, progress, rate and
     ETA; the fields are in docs/REPLAY.md."""
     ctx = context_of(request)
-    try:
-        key = redis_keys.replay_status(run_id)
-    except ValueError as exc:
-        raise HTTPException(404, f"no replay {run_id!r}: {exc}") from None
+    key = redis_keys.replay_status(params.identifier("run_id", run_id))
 
     async def read(r: Any) -> bytes | None:
         raw: bytes | None = await r.get(key)
@@ -118,11 +115,7 @@ async def cancel_replay(request: Request, run_id: str) -> Json:
         finally:
             client.close()
 
-    try:
-        redis_keys.replay_status(run_id)
-        found = await anyio.to_thread.run_sync(cancel)
-    except ValueError:
-        found = False
-    if not found:
+    params.identifier("run_id", run_id)
+    if not await anyio.to_thread.run_sync(cancel):
         raise HTTPException(404, f"no queued or running replay {run_id!r}")
     return Json({"run_id": run_id, "cancel_requested": True})

@@ -33,3 +33,12 @@ def test_a_saved_backtest_is_served_whole(live_api: ApiProcess, api_settings: Se
     assert [b["id"] for b in listed] == [report.id] and "trades" not in listed[0]
     missing = httpx.get(f"{live_api.url}/api/backtests/nope")
     assert missing.status_code == 404 and "/api/backtests" in missing.json()["detail"]
+
+
+def test_ids_are_checked_before_any_query(live_api: ApiProcess) -> None:
+    # A NUL byte (schemathesis found it) is refused by PostgreSQL itself: it must be a 400.
+    for path, query in (("/api/backtests", {"run_id": "a\x00b"}),
+                        ("/api/backtests/a%00b", {}), ("/api/replays/a%00b", {})):
+        response = httpx.get(f"{live_api.url}{path}", params=query)
+        assert response.status_code == 400, (path, response.text)
+        assert "letters, digits" in response.json()["detail"]

@@ -71,8 +71,10 @@ class Replay:
         self.status = ReplayStatus(
             run_id=request.run_id, state=p.QUEUED, request=request, task_id=task_id,
             created_at=old.created_at if old is not None else p.now_ms())
+        # Not thread-local: a heartbeat thread keeps it, so that no single slow step (a
+        # lookup on a loaded broker, a long paced wait) can let it expire mid-run.
         self._lock = self.client.lock(redis_keys.replay_lock(request.run_id),
-                                      timeout=LOCK_TTL_S)
+                                      timeout=LOCK_TTL_S, thread_local=False)
         self._last_status = 0.0
         self._read_started = 0.0
         self._read_seconds = 0.0
@@ -84,6 +86,10 @@ class Replay:
         p.check_startable(self.client, self.request, self.status.task_id)
         if not self._lock.acquire(blocking=False):
             raise p.ReplayConflict(f"replay {self.request.run_id} is running")
+        beating = threading.Event()
+        heartbeat = threading.Thread(target=self._keep_lock, args=(beating,), daemon=True,
+                                     name=f"replay-lock-{self.request.run_id}")
+        heartbeat.start()
         try:
             self.client.delete(redis_keys.replay_cancel(self.request.run_id))
             self.status.state = p.RUNNING
@@ -101,6 +107,8 @@ class Replay:
             self.status.finished_at = p.now_ms()
             self._update("", force=True)
             self.client.delete(redis_keys.replay_cancel(self.request.run_id))
+            beating.set()
+            heartbeat.join()
             try:
                 self._lock.release()
             except redis.exceptions.LockError:
@@ -147,6 +155,13 @@ class Replay:
         finally:
             stage.close()
 
+    def _keep_lock(self, done: threading.Event) -> None:
+        while not done.wait(LOCK_TTL_S / 3):
+            try:
+                self._lock.reacquire()
+            except redis.exceptions.RedisError as exc:
+                log.warning("replay %s: could not renew its lock: %s", self.request.run_id, exc)
+
     def _check(self, stage: ReplayStage, stop: threading.Event) -> None:
         if stop.is_set():
             raise ReplayCancelled("stopped")
@@ -186,10 +201,8 @@ class Replay:
             st.eta_s = None
             if reading and st.estimated_trades is not None and st.rate > 0:
                 st.eta_s = max(0.0, (st.estimated_trades - st.trades) / st.rate)
-        if st.state == p.RUNNING:
-            self._lock.reacquire()
-            if p.cancel_requested(self.client, st.run_id):
-                raise ReplayCancelled("cancelled on request")
+        if st.state == p.RUNNING and p.cancel_requested(self.client, st.run_id):
+            raise ReplayCancelled("cancelled on request")
         p.write_status(self.client, st)
         if self.on_progress is not None:
             self.on_progress(st)

@@ -258,7 +258,7 @@ def test_a_running_replay_can_be_cancelled(
         while not progress.request_cancel(client, run_id):
             assert time.monotonic() < deadline and thread.is_alive()
             time.sleep(0.05)
-        thread.join(30)
+        thread.join(60)
         assert not thread.is_alive()
         assert results[0].state == "cancelled"
         assert not progress.request_cancel(client, run_id)  # no longer running
