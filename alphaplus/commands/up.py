@@ -132,6 +132,27 @@ def create_topics(settings: Settings) -> None:
     note = (f"{len(created)} created with {settings.kafka_partitions} partitions"
             if created else "all existed")
     say(f"{'topics':<9} {', '.join(names)} ({note})")
+    if settings.topic_trades in created:
+        forget_checkpoints(settings)
+
+
+def forget_checkpoints(settings: Settings) -> None:
+    """A new trades topic (always, with the embedded broker: its log lives in memory) starts at
+    offset 0: the stream stage's checkpoints from its earlier life no longer apply."""
+    import redis
+
+    from core import redis_keys
+    from workers.stream.stage import drop_checkpoints
+
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        dropped = drop_checkpoints(client, redis_keys.LIVE, settings.stream_group,
+                                   settings.topic_trades)
+    finally:
+        client.close()
+    if dropped:
+        say(f"{'stream':<9} {dropped} checkpoints of an earlier {settings.topic_trades} "
+            "dropped (the topic is new)")
 
 
 def migrate(settings: Settings) -> None:

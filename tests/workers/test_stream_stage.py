@@ -19,7 +19,7 @@ from core.kafka import read_topic
 from core.settings import Settings
 from tests.core.test_candles import ALL, assert_same, offline, recorded_trades
 from workers.celery_app import make_app
-from workers.stream.stage import StreamStage
+from workers.stream.stage import StreamStage, drop_checkpoints
 
 
 def run_stage(settings: Settings, ns: str, until_trades: int, timeout: float = 60.0
@@ -118,6 +118,26 @@ def test_a_restarted_stage_resumes_from_its_checkpoint(
         client.close()
     assert float(counters[b"trades"]) == filled
     assert float(counters[b"batches"]) == first.stats.batches + second.stats.batches
+
+
+def test_checkpoints_of_a_recreated_topic_are_dropped(
+    stage_settings: Settings, filled: int, namespace: str, redis_url: str
+) -> None:
+    run_stage(stage_settings, namespace, filled)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        def saved() -> list[bytes]:
+            return list(client.scan_iter(match=f"alphaplus:{namespace}:stream:checkpoint:*"))
+
+        assert saved()
+        other = redis_keys.stream_checkpoint(namespace, "another-group", "t", 0)
+        client.set(other, b"{}")
+        dropped = drop_checkpoints(client, namespace, stage_settings.stream_group,
+                                   stage_settings.topic_trades)
+        assert dropped >= 1
+        assert saved() == [other.encode()]  # only that group's, on that topic
+    finally:
+        client.close()
 
 
 def test_a_message_that_is_not_a_trade_is_dead_lettered_and_the_partition_goes_on(

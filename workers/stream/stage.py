@@ -75,6 +75,17 @@ def consumer_config(settings: Settings, group: str) -> dict[str, object]:
     }
 
 
+def drop_checkpoints(client: redis.Redis, ns: str, group: str, topic: str) -> int:
+    """Forget every partition checkpoint of `group` on `topic`: for a topic that was just
+    (re)created, whose offsets start again at 0. A checkpoint of the topic's earlier life would
+    make the stage wait for an offset the new log reaches only much later, skipping everything
+    before it (seen with the embedded broker, whose log lives in memory, and a Redis that
+    outlived it)."""
+    keys = list(client.scan_iter(match=redis_keys.stream_checkpoint(ns, group, topic, 0)[:-1]
+                                 + "*", count=1000))
+    return int(client.delete(*keys)) if keys else 0
+
+
 class StreamStage:
     def __init__(self, settings: Settings, celery: Celery, ns: str = redis_keys.LIVE,
                  group: str | None = None) -> None:
