@@ -3,8 +3,9 @@
 Conventions (docs/BACKTEST.md): returns are per candle, from the initial cash to the first
 close and then close to close; annualised with the number of candles in a 365-day year (crypto
 trades every day); the risk-free rate is 0. Ratios that would divide by zero (no variance, no
-loss, no drawdown) are None, as JSON has no infinity. Returns and drawdowns are fractions
-(0.05 = 5 %).
+loss, no drawdown) are None, as JSON has no infinity; so are CAGR and Calmar for a span shorter
+than 30 days (`MIN_ANNUALISE_MS`), where compounding to a year only magnifies noise. Returns
+and drawdowns are fractions (0.05 = 5 %).
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from workers.backtest.data import Floats
 from workers.backtest.engine import Trade
 
 YEAR_MS = 365 * DAY_MS
+#: Below this span, CAGR and Calmar are None: compounding minutes or hours into a year gives
+#: numbers like a Calmar of 1e28 (seen on a 67-second backtest), which mean nothing.
+MIN_ANNUALISE_MS = 30 * DAY_MS
 
 
 def periods_per_year(timeframe_ms: int) -> float:
@@ -59,7 +63,7 @@ def _none_if_bad(x: float) -> float | None:
 
 
 def compute(equity: Floats, initial: float, timeframe_ms: int, trades: Sequence[Trade],
-            buy_and_hold: float) -> dict[str, Any]:
+            buy_and_hold: float, min_annualise_ms: int = MIN_ANNUALISE_MS) -> dict[str, Any]:
     n = len(equity)
     ppy = periods_per_year(timeframe_ms)
     final = float(equity[-1]) if n else initial
@@ -78,6 +82,8 @@ def compute(equity: Floats, initial: float, timeframe_ms: int, trades: Sequence[
         sortino = _none_if_bad(mean / downside * math.sqrt(ppy)) if downside > 0 else None
     depth, duration = max_drawdown(equity, initial)
     calmar = cagr / depth if depth > 0 else None
+    if n * timeframe_ms < min_annualise_ms:
+        cagr, calmar = math.nan, None
 
     pnl = np.array([t.pnl for t in trades])
     wins = pnl[pnl > 0]

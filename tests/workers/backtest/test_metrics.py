@@ -22,7 +22,8 @@ def trade(pnl: float, reason: str = "signal", bars: int = 1, fee: float = 1.0) -
 def test_figures_of_a_four_day_series() -> None:
     equity = np.array([10_100.0, 10_000.0, 10_300.0, 10_200.0])
     trades = [trade(100.0), trade(-50.0), trade(30.0, reason="stop", bars=2)]
-    m = metrics.compute(equity, 10_000.0, DAY_MS, trades, buy_and_hold=0.05)
+    m = metrics.compute(equity, 10_000.0, DAY_MS, trades, buy_and_hold=0.05,
+                        min_annualise_ms=0)
 
     returns = [10_100 / 10_000 - 1, 10_000 / 10_100 - 1, 10_300 / 10_000 - 1,
                10_200 / 10_300 - 1]
@@ -55,10 +56,19 @@ def test_figures_of_a_four_day_series() -> None:
 
 def test_annualisation_follows_the_timeframe() -> None:
     equity = np.array([10_100.0, 10_000.0, 10_300.0, 10_200.0])
-    daily = metrics.compute(equity, 10_000.0, DAY_MS, [], 0.0)
-    hourly = metrics.compute(equity, 10_000.0, HOUR_MS, [], 0.0)
+    daily = metrics.compute(equity, 10_000.0, DAY_MS, [], 0.0, min_annualise_ms=0)
+    hourly = metrics.compute(equity, 10_000.0, HOUR_MS, [], 0.0, min_annualise_ms=0)
     assert hourly["sharpe"] == pytest.approx(daily["sharpe"] * math.sqrt(24))
     assert hourly["cagr"] == pytest.approx(1.02 ** (365 * 24 / 4) - 1)
+
+
+def test_no_cagr_or_calmar_for_a_span_too_short_to_annualise() -> None:
+    equity = np.array([10_100.0, 9_900.0, 10_300.0, 10_200.0])
+    short = metrics.compute(equity, 10_000.0, HOUR_MS, [], 0.0)  # 4 hours
+    assert short["cagr"] is None and short["calmar"] is None
+    assert short["sharpe"] is not None and short["max_drawdown"] > 0
+    month = metrics.compute(np.resize(equity, 30), 10_000.0, DAY_MS, [], 0.0)
+    assert month["cagr"] is not None and month["calmar"] is not None
 
 
 def test_unrecovered_drawdown_lasts_to_the_end() -> None:
