@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO))
 from core import redis_keys  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from infra.stack.ports import free_port  # noqa: E402
+from infra.stack.redis import delete_keys  # noqa: E402
 from tests.api.seed import T0, candle  # noqa: E402
 
 PATH = "/api/real-time/BTCUSDT/1m"
@@ -78,16 +79,6 @@ def seed(redis_url: str, ns: str) -> None:
                 {"symbol": "BTCUSDT", "timeframe": "1m", "time": T0 - i * 60_000,
                  "name": "ema_9_21_cross", "direction": "bullish", "strength": 0.5,
                  "values": {"ema_9": 1.0, "ema_21": 0.9}}))
-    finally:
-        client.close()
-
-
-def cleanup(redis_url: str, ns: str) -> None:
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match=f"alphaplus:{ns}:*", count=1000))
-        if keys:
-            client.delete(*keys)
     finally:
         client.close()
 
@@ -266,7 +257,7 @@ def main() -> None:
             proc.terminate()
         for proc in procs:
             proc.wait(10)
-        cleanup(args.redis_url, ns)
+        delete_keys(args.redis_url, [redis_keys.namespace_pattern(ns)])
         shutil.rmtree(work, ignore_errors=True)
 
 

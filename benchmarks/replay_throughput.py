@@ -34,13 +34,11 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 import psycopg2
-import redis
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 import celeryconfig
@@ -53,6 +51,7 @@ from core.settings import Settings
 from core.timeframes import TIMEFRAME_MS
 from infra.migrations import upgrade
 from infra.stack.kafka import EmbeddedKafka
+from infra.stack.redis import delete_keys
 from workers.celery_app import make_app
 from workers.replay.job import Replay
 from workers.replay.stage import REPLAY_BATCH
@@ -170,18 +169,7 @@ def replay_run(settings: Settings, n: int, candles: int) -> Result:
         return Result(seconds, n / seconds, status.rate)
     finally:
         gc.unfreeze()
-        _delete_keys(settings.redis_url, [f"{redis_keys.PREFIX}:{run_id}:*"])
-
-
-def _delete_keys(url: str, patterns: Iterable[str]) -> None:
-    client = redis.Redis.from_url(url)
-    try:
-        for pattern in patterns:
-            batch = list(client.scan_iter(match=pattern, count=1000))
-            if batch:
-                client.delete(*batch)
-    finally:
-        client.close()
+        delete_keys(settings.redis_url, [redis_keys.namespace_pattern(run_id)])
 
 
 def start_worker(settings: Settings, concurrency: int, log: Path) -> subprocess.Popen[bytes]:
@@ -247,7 +235,7 @@ def main() -> None:
                 finally:
                     stop_worker(worker)
     finally:
-        _delete_keys(args.redis_url, [f"{queue_prefix}.*", f"_kombu.binding*.{queue_prefix}.*"])
+        delete_keys(args.redis_url, redis_keys.celery_queue_patterns(queue_prefix))
         if broker is not None:
             broker.stop()
     report(ours, plain, args.trades)

@@ -65,6 +65,7 @@ from core.kafka import ensure_topics, producer_config, wait_for_broker
 from core.models import TradeRecord
 from core.settings import Settings
 from infra.stack.kafka import EmbeddedKafka
+from infra.stack.redis import delete_keys
 from workers.celery_app import make_app
 from workers.stream import stage as stage_module
 from workers.stream.stage import StageStats, StreamStage
@@ -353,8 +354,8 @@ def run_phase(base: Settings, broker_pid: int | None, throttle_ms: int | None, r
                 p.kill()
                 p.join()
         client.close()
-        _delete_keys(settings.redis_url, [f"{redis_keys.PREFIX}:{ns}:*", f"{ns}.*",
-                                          f"_kombu.binding*.{ns}.*"])
+        delete_keys(settings.redis_url, [redis_keys.namespace_pattern(ns),
+                                         *redis_keys.celery_queue_patterns(ns)])
 
     achieved = int(rate * seconds) / ((last - first) / 1e9)
     if throttle_ms is None:
@@ -419,18 +420,6 @@ def _first_publish(by_minute: dict[tuple[str, int], list[int]],
             covered = max(covered, count)
         unpublished += sum(1 for t in produced[covered:] if first <= t <= last)
     return first_pub, unpublished
-
-
-def _delete_keys(url: str, patterns: list[str]) -> None:
-    """Delete this run's keys only (its namespace, its Celery queues and their bindings)."""
-    client = redis.Redis.from_url(url)
-    try:
-        for pattern in patterns:
-            batch = list(client.scan_iter(match=pattern, count=1000))
-            if batch:
-                client.delete(*batch)
-    finally:
-        client.close()
 
 
 # -- report -------------------------------------------------------------------------------------

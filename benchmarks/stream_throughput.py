@@ -36,7 +36,6 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -52,6 +51,7 @@ from core.models import TradeRecord
 from core.settings import Settings
 from core.timeframes import TIMEFRAME_MS
 from infra.stack.kafka import EmbeddedKafka
+from infra.stack.redis import delete_keys
 from workers.celery_app import make_app
 from workers.stream.stage import StreamStage
 
@@ -217,8 +217,8 @@ def alphaplus_run(base: Settings, topic: str, n: int, expected: Expected,
         return Result(n / seconds, n / (stage.cpu_done - stage.clock.cpu_at))
     finally:
         watchdog.cancel()
-        _delete_keys(settings.redis_url, [f"{redis_keys.PREFIX}:{ns}:*", f"{ns}.*",
-                                          f"_kombu.binding*.{ns}.*"])
+        delete_keys(settings.redis_url, [redis_keys.namespace_pattern(ns),
+                                         *redis_keys.celery_queue_patterns(ns)])
 
 
 def _queued_tasks(settings: Settings) -> int:
@@ -226,18 +226,6 @@ def _queued_tasks(settings: Settings) -> int:
     try:
         return sum(int(client.llen(f"{settings.celery_queue_prefix}.{kind}"))
                    for kind in ("indicators", "persist", "jobs"))
-    finally:
-        client.close()
-
-
-def _delete_keys(url: str, patterns: Iterable[str]) -> None:
-    """Delete this run's keys only (its namespace, its Celery queues and their bindings)."""
-    client = redis.Redis.from_url(url)
-    try:
-        for pattern in patterns:
-            batch = list(client.scan_iter(match=pattern, count=1000))
-            if batch:
-                client.delete(*batch)
     finally:
         client.close()
 

@@ -64,6 +64,7 @@ sys.path.insert(0, str(REPO))
 from core import redis_keys  # noqa: E402
 from core.candles import Candle  # noqa: E402
 from infra.stack.ports import free_port  # noqa: E402
+from infra.stack.redis import delete_keys  # noqa: E402
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT",
            "AVAXUSDT", "DOTUSDT", "LINKUSDT")
@@ -493,15 +494,7 @@ def run_once(mode: str, n: int, procs: int, args: argparse.Namespace, ns: str,
             if p.is_alive():
                 p.kill()
         server.stop()
-        cleanup(args.redis_url, ns)
-
-
-def cleanup(redis_url: str, ns: str) -> None:
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"alphaplus:{ns}:*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+        delete_keys(args.redis_url, [redis_keys.namespace_pattern(ns)])
 
 
 def show(r: Result) -> str:

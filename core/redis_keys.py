@@ -69,6 +69,17 @@ def stream_stats(ns: str) -> str:
     return f"{_ns(ns)}:stream:stats"
 
 
+def namespace_pattern(ns: str) -> str:
+    """A glob of every key of a namespace (to remove one run's keys, and nothing else)."""
+    return f"{_ns(ns)}:*"
+
+
+def celery_queue_patterns(prefix: str) -> tuple[str, ...]:
+    """Globs of the Redis keys of Celery queues named `<prefix>.<kind>` (the queue lists and
+    kombu's bindings of them)."""
+    return (f"{prefix}.*", f"_kombu.binding.{prefix}.*", f"_kombu.binding_permanent.{prefix}.*")
+
+
 # Pub/sub channels: the API subscribes to `channel_pattern(ns)` and fans out to WebSockets.
 def channel(ns: str, kind: str, symbol: str, timeframe: str) -> str:
     """kind: kline | indicators | signals | patterns."""

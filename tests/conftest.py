@@ -86,19 +86,13 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def namespace(redis_url: str) -> Iterator[str]:
     """A Redis namespace (and Celery queue prefix) of this test's own; its keys are deleted
     afterwards, by prefix, so nothing else in a shared Redis is touched."""
-    import redis
+    from core import redis_keys
+    from infra.stack.redis import delete_keys
 
     ns = f"test-{uuid.uuid4().hex[:10]}"
     yield ns
-    client = redis.Redis.from_url(redis_url)
-    try:
-        for pattern in (f"alphaplus:{ns}:*", f"{ns}.*", f"_kombu.binding.{ns}.*",
-                        f"_kombu.binding_permanent.{ns}.*"):
-            keys = list(client.scan_iter(match=pattern, count=1000))
-            if keys:
-                client.delete(*keys)
-    finally:
-        client.close()
+    delete_keys(redis_url, [redis_keys.namespace_pattern(ns),
+                            *redis_keys.celery_queue_patterns(ns)])
 
 
 # -- PostgreSQL: a scratch database per module, on ALPHAPLUS_TEST_DATABASE_URL's server (default

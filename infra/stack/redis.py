@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 import redis
@@ -48,6 +49,21 @@ def redis_answers(url: str, timeout: float = 2.0) -> bool:
             return bool(client.ping())
     except (redis.RedisError, OSError):
         return False
+
+
+def delete_keys(url: str, patterns: Iterable[str]) -> int:
+    """Delete the keys matching each glob, found with SCAN: how tests and benchmarks remove
+    what they made in a shared Redis and touch nothing else (never FLUSHDB). Returns how many."""
+    client = redis.Redis.from_url(url)
+    deleted = 0
+    try:
+        for pattern in patterns:
+            keys = list(client.scan_iter(match=pattern, count=1000))
+            if keys:
+                deleted += int(client.delete(*keys))
+    finally:
+        client.close()
+    return deleted
 
 
 class EmbeddedRedis(ServerProcess):

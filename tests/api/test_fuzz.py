@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import APIOperation
 
+from core import redis_keys
 from core.settings import Settings
+from infra.stack.redis import delete_keys
 from tests.api.conftest import SYMBOLS
 from tests.api.seed import seed
 from tests.api.server import ApiProcess
@@ -32,13 +33,7 @@ def fuzz_api(redis_url: str, migrated_db: str,
         yield api
     finally:
         api.stop()
-        client = redis.Redis.from_url(redis_url)
-        try:
-            keys = list(client.scan_iter(match=f"alphaplus:{ns}:*", count=1000))
-            if keys:
-                client.delete(*keys)
-        finally:
-            client.close()
+        delete_keys(redis_url, [redis_keys.namespace_pattern(ns)])
 
 
 AUTH = {"Authorization": "Bearer test-token"}

@@ -9,7 +9,9 @@ import httpx
 import pytest
 import redis
 
+from core import redis_keys
 from core.settings import Settings
+from infra.stack.redis import delete_keys
 from tests.api.server import ApiProcess
 
 AUTH = {"Authorization": "Bearer test-token"}
@@ -19,13 +21,7 @@ AUTH = {"Authorization": "Bearer test-token"}
 def run_id(api_settings: Settings) -> Iterator[str]:
     rid = f"{api_settings.api_namespace}-replay"
     yield rid
-    client = redis.Redis.from_url(api_settings.redis_url)
-    try:
-        keys = list(client.scan_iter(match=f"alphaplus:{rid}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    delete_keys(api_settings.redis_url, [redis_keys.namespace_pattern(rid)])
 
 
 def test_start_a_replay_and_read_its_status(live_api: ApiProcess, api_settings: Settings,

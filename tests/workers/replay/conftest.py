@@ -8,11 +8,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from core import redis_keys
 from core.models import Trade
 from core.settings import Settings
+from infra.stack.redis import delete_keys
 from tests.workers.helpers import SYMBOLS, Processes, produce_trades, spread_trades
 
 # 120,000 trades of six symbols, 81 ms apart from 2024-08-08 22:00 UTC: 2 h 42 min that cross
@@ -56,11 +56,4 @@ def run_ids(namespace: str, redis_url: str) -> Iterator[Callable[[str], str]]:
         return made[-1]
 
     yield make
-    client = redis.Redis.from_url(redis_url)
-    try:
-        for run_id in made:
-            keys = list(client.scan_iter(match=f"{redis_keys.PREFIX}:{run_id}:*", count=1000))
-            if keys:
-                client.delete(*keys)
-    finally:
-        client.close()
+    delete_keys(redis_url, [redis_keys.namespace_pattern(run_id) for run_id in made])
