@@ -32,8 +32,14 @@ def queue_name(settings: Settings, kind: str) -> str:
 
 
 def from_settings(settings: Settings) -> dict[str, Any]:
+    broker_url = settings.celery_broker_url or settings.redis_url
     return {
-        "broker_url": settings.celery_broker_url or settings.redis_url,
+        "broker_url": broker_url,
+        # kombu's Redis transport with a guard that keeps a worker alive when Redis goes away
+        # (workers/broker.py). Any other URL keeps the transport of its scheme; rediss:// too,
+        # since kombu may tie its TLS set-up to that scheme and it was not tried here.
+        "broker_transport": ("workers.broker:Transport"
+                             if broker_url.startswith("redis://") else None),
         "broker_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT_S},
         "broker_connection_retry_on_startup": True,
         "result_backend": None,

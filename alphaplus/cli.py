@@ -8,11 +8,22 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from core.exceptions import AlphaPlusError
+from core import logs
+from core.exceptions import AlphaPlusError, ConfigError
 
 # Sub-command modules under alphaplus.commands, in the order `--help` lists them.
 COMMANDS = ("up", "migrate", "produce", "record", "stream", "worker", "api", "topics",
-            "config", "backtest", "replay")
+            "status", "config", "backtest", "replay")
+
+
+def _log_format() -> str:
+    """ALPHAPLUS_LOG_FORMAT; text when the settings do not parse (the command says why)."""
+    from core.settings import Settings
+
+    try:
+        return str(Settings.from_env().log_format)
+    except ConfigError:
+        return "text"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,10 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.celery_args = [*extra, *args.celery_args]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.setup(args.command, logging.DEBUG if args.verbose else logging.INFO, _log_format())
     try:
         return int(args.func(args) or 0)
     except AlphaPlusError as exc:

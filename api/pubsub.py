@@ -9,6 +9,10 @@ in the background with capped exponential backoff and subscribes again; what was
 meanwhile is lost (pub/sub keeps nothing), which the cache's TTL and the next live update
 cover. A connection that goes silent without closing (a network cut) is found by a PING when
 nothing arrived for `ping_interval_s` and dropped when that PING stays unanswered.
+
+Each update's correlation id (the `cid` field the workers append, core/logs.py) is logged with
+its push: every one at DEBUG, one per `log_every_s` at INFO (with how many went by since), so
+a trace can be followed into this process without a log line per update.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from api.updates import Update, UpdateHandler, parse_channel
-from core import redis_keys
+from core import logs, redis_keys
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +49,7 @@ class SilentConnection(ConnectionError):
 
 class UpdateListener:
     def __init__(self, redis_url: str, ns: str, handlers: Sequence[UpdateHandler],
-                 ping_interval_s: float = 5.0) -> None:
+                 ping_interval_s: float = 5.0, log_every_s: float = 10.0) -> None:
         # A malformed URL is a configuration error, said at once (Redis being away is not).
         aioredis.ConnectionPool.from_url(redis_url)
         self.redis_url = redis_url
@@ -62,6 +66,8 @@ class UpdateListener:
         self._ever_connected = False
         self._task: asyncio.Task[None] | None = None
         self._last_error_log = float("-inf")
+        self._progress = logs.Every(log_every_s)
+        self._pushed_logged = 0
 
     @property
     def connected(self) -> bool:
@@ -166,3 +172,12 @@ class UpdateListener:
                     self._last_error_log = received
                     log.exception("update handler %r failed (%d failures so far)", handler,
                                   self.handler_errors)
+        if self._progress.due(received):
+            pushed = self.received - self.ignored
+            log.info("pushed %s %s %s (%d updates since the last line)", update.kind,
+                     update.symbol, update.timeframe, pushed - self._pushed_logged,
+                     extra={"cid": logs.cid_in(data)})
+            self._pushed_logged = pushed
+        elif log.isEnabledFor(logging.DEBUG):
+            log.debug("pushed %s %s %s", update.kind, update.symbol, update.timeframe,
+                      extra={"cid": logs.cid_in(data)})

@@ -224,8 +224,8 @@ class Load:
         now = time.time_ns()
         ts = now // 1_000_000
         value = self.encode(TradeRecord(1, "binance", "spot", symbol, trade_id, f"{price:.2f}",
-                                        f"{rng.expovariate(20):.5f}", ts, rng.random() < 0.5,
-                                        ts))
+                                        f"{0.00001 + rng.expovariate(20):.5f}", ts,
+                                        rng.random() < 0.5, ts))
         while True:
             try:
                 self.producer.produce(self.topic, value, self.keys[symbol], timestamp=ts)

@@ -99,7 +99,7 @@ def generate(n: int, hours: float, seed: int = 7) -> tuple[list[Message], Expect
         price = prices[symbol] = prices[symbol] * (1 + rng.gauss(0, 0.0002))
         ids[symbol] += 1
         trade = TradeRecord(1, "binance", "spot", symbol, ids[symbol], f"{price:.2f}",
-                            f"{rng.expovariate(20):.5f}", ts, rng.random() < 0.5, ts + 3)
+                            f"{0.00001 + rng.expovariate(20):.5f}", ts, rng.random() < 0.5, ts + 3)
         out.append((keys[symbol], encode(trade), ts))
         for tf in TIMEFRAMES:
             ranges[symbol, tf].add(ts - ts % TIMEFRAME_MS[tf])

@@ -20,7 +20,7 @@ from celery import Celery
 
 from core import redis_keys
 from core.exceptions import AlphaPlusError
-from core.timeframes import parse_timeframes
+from core.timeframes import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS, parse_timeframes
 
 QUEUED = "queued"
 RUNNING = "running"
@@ -32,6 +32,9 @@ FINAL = (DONE, FAILED, CANCELLED)
 
 # Redis namespaces, Kafka group names and database run ids all take these.
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_DURATION = re.compile(r"(\d{1,9})(ms|s|m|h|d)")
+_UNIT_MS = {"ms": 1, "s": SECOND_MS, "m": MINUTE_MS, "h": HOUR_MS, "d": DAY_MS}
+WARMUP_ALL = "all"
 
 
 class BadReplay(AlphaPlusError):
@@ -50,12 +53,21 @@ class ReplayRequest(msgspec.Struct, frozen=True, kw_only=True):
     speed: float = 0.0  # 0: as fast as possible; else a multiple of real time
     timeframes: tuple[str, ...] = ()  # empty: the settings' timeframes
     persist_trades: bool = False
+    # Trade time read before `from_ms` to warm the indicators up, writing nothing: None for
+    # everything the topic holds (the live pipeline's own history), 0 for none.
+    warmup_ms: int | None = None
 
     def task_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of the `alphaplus.replay` Celery task for this request."""
         return {"run_id": self.run_id, "from_ms": self.from_ms, "to_ms": self.to_ms,
                 "symbols": list(self.symbols), "speed": self.speed,
-                "timeframes": list(self.timeframes), "persist_trades": self.persist_trades}
+                "timeframes": list(self.timeframes), "persist_trades": self.persist_trades,
+                "warmup": WARMUP_ALL if self.warmup_ms is None else self.warmup_ms}
+
+    @property
+    def read_from_ms(self) -> int:
+        """Where reading starts: the warm-up's start (0: the topic's start)."""
+        return 0 if self.warmup_ms is None else max(0, self.from_ms - self.warmup_ms)
 
 
 def new_run_id() -> str:
@@ -81,11 +93,35 @@ def parse_speed(value: str | float | int | None) -> float:
     return speed
 
 
+def parse_warmup(value: str | int | None) -> int | None:
+    """`all` (or None) → None, from the topic's start; `none` → 0; a duration such as `90m`,
+    `6h`, `2d` (or a number of milliseconds) → milliseconds."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise BadReplay(f"warm-up {value!r}: expected all, none or a duration such as 6h")
+    if isinstance(value, int):
+        if value < 0:
+            raise BadReplay(f"warm-up {value}: a duration cannot be negative")
+        return value
+    text = str(value).strip().lower()
+    if text == WARMUP_ALL:
+        return None
+    if text in ("none", "0"):
+        return 0
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        raise BadReplay(f"warm-up {value!r}: expected all, none or a duration such as 90m, "
+                        "6h or 2d")
+    return int(match[1]) * _UNIT_MS[match[2]]
+
+
 def make_request(run_id: str | None, from_ms: int, to_ms: int,
                  symbols: list[str] | tuple[str, ...] | None = None,
                  speed: str | float | int | None = None,
                  timeframes: list[str] | tuple[str, ...] | None = None,
-                 persist_trades: bool = False) -> ReplayRequest:
+                 persist_trades: bool = False,
+                 warmup: str | int | None = None) -> ReplayRequest:
     """A checked request (raises `BadReplay`); what the CLI, the Celery task and the REST
     route build theirs with."""
     run_id = new_run_id() if run_id is None else run_id
@@ -103,7 +139,7 @@ def make_request(run_id: str | None, from_ms: int, to_ms: int,
     syms = tuple(dict.fromkeys(s.strip().upper() for s in symbols or () if s.strip()))
     return ReplayRequest(run_id=run_id, from_ms=int(from_ms), to_ms=int(to_ms), symbols=syms,
                          speed=parse_speed(speed), timeframes=tfs,
-                         persist_trades=bool(persist_trades))
+                         persist_trades=bool(persist_trades), warmup_ms=parse_warmup(warmup))
 
 
 class ReplayStatus(msgspec.Struct, kw_only=True):

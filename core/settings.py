@@ -194,7 +194,17 @@ class Settings:
     redis_window: int = setting(
         500, "Closed candles kept in Redis per symbol and timeframe.", _int)
     metrics_port: int = setting(
-        0, "Port for this process's Prometheus metrics; 0 turns the endpoint off.", _int)
+        0, "Port for this process's Prometheus metrics; 0 turns the endpoint off. A Celery "
+        "worker serves the sum over its pool processes there (docs/OBSERVABILITY.md).", _int)
+    metrics_host: str = setting(
+        "127.0.0.1", "Address the metrics endpoint binds to (`0.0.0.0` in a container, for "
+        "Prometheus on another host).")
+    log_format: str = setting(
+        "text", "Log lines as `text` (for a terminal) or `json` (one object per line, with "
+        "the correlation id; recommended for deployment).", _choice("text", "json"))
+    log_every_s: float = setting(
+        10.0, "Seconds between the progress lines of a busy process (stream batches, API "
+        "pushes); 0 logs every batch and every push.", _float)
 
     @property
     def ws_base_url(self) -> str:

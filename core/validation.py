@@ -1,7 +1,10 @@
-"""Field checks shared by every source: a value either passes or raises `InvalidInput`.
+"""Field checks shared by every source and by the stream stage: a value either passes or
+raises `InvalidInput` (or, for a decoded record, gets a reason).
 
 These run once per trade on the hot path, so each check is a few comparisons, not a schema
 library call. Reasons are short codes (they become dead-letter `reason` and a metric label).
+The producers check what the exchange sends; the stream stage checks again what it reads from
+`market.trades`, because anything can write to a Kafka topic.
 """
 
 from __future__ import annotations
@@ -11,12 +14,18 @@ import re
 import time
 
 from core.exceptions import InvalidInput
+from core.models import TradeRecord
 
 # Binance launched in July 2017; nothing older is a real trade.
 MIN_TS_MS = 1_499_990_400_000
 # Tolerated clock difference between the exchange and this machine.
 MAX_FUTURE_MS = 60 * 60 * 1000
 MAX_DECIMAL_LEN = 40
+# PostgreSQL's bigint, and what every consumer of the trades topic can hold: a larger id would
+# also pass every later id of its symbol off as a duplicate (continuity keeps the largest).
+MAX_TRADE_ID = 2**63 - 1
+# Exchange symbols: BTCUSDT, 1000SATSUSDT. Anything else cannot name a Redis key or a row.
+SYMBOL = re.compile(r"[A-Z0-9]{2,30}")
 # Plain decimals only: float() would also accept "1e3", "1_000", " 5", "nan" and "inf".
 _DECIMAL = re.compile(r"[0-9]{1,30}(?:\.[0-9]{1,20})?")
 
@@ -49,8 +58,9 @@ def check_decimal(value: object, reason: str) -> str:
 
 
 def check_trade_id(value: object) -> int:
-    if type(value) is not int or value < 0:
-        raise InvalidInput("bad_trade_id", f"must be a non-negative integer: {value!r:.60}")
+    if type(value) is not int or not 0 <= value <= MAX_TRADE_ID:
+        raise InvalidInput("bad_trade_id",
+                           f"must be an integer from 0 to 2**63-1: {value!r:.60}")
     return value
 
 
@@ -83,3 +93,24 @@ def check_side(value: object) -> bool:
     if type(value) is not bool:
         raise InvalidInput("bad_side", f"buyer-maker flag must be true/false: {value!r:.60}")
     return value
+
+
+def record_problem(trade: TradeRecord, price: float, qty: float, known: set[str],
+                   now_ms: int) -> tuple[str, str] | None:
+    """Why a decoded `market.trades` record cannot be counted, or None. `price` and `qty` are
+    its decimals as floats; `known` caches the symbols already found well formed (the check
+    of a symbol runs once per process)."""
+    if not 0.0 < price < math.inf:
+        return "bad_price", f"must be > 0 and finite: {trade.price!r:.60}"
+    if not 0.0 < qty < math.inf:
+        return "bad_qty", f"must be > 0 and finite: {trade.qty!r:.60}"
+    if not 0 <= trade.trade_id <= MAX_TRADE_ID:
+        return "bad_trade_id", f"must be an integer from 0 to 2**63-1: {trade.trade_id}"
+    if not MIN_TS_MS <= trade.ts <= now_ms + MAX_FUTURE_MS:
+        return "bad_timestamp", f"{trade.ts} ms is before 2017-07-15 or more than 1 h ahead"
+    symbol = trade.symbol
+    if symbol not in known:
+        if SYMBOL.fullmatch(symbol) is None:
+            return "unknown_symbol", f"not an exchange symbol: {symbol!r:.60}"
+        known.add(symbol)
+    return None

@@ -21,9 +21,10 @@ import orjson
 
 from core.exceptions import InvalidInput
 from core.models import SCHEMA_VERSION, Trade, TradeRecord
-from producers.validation import (
+from core.validation import (
     MAX_DECIMAL_LEN,
     MAX_FUTURE_MS,
+    MAX_TRADE_ID,
     MIN_TS_MS,
     check_decimal,
     check_side,
@@ -125,7 +126,7 @@ class FrameParser:
                     record = self._build(data, data.t, recv_ts)
                 else:
                     record = self._build(data, data.a, recv_ts)
-                    if record is not None and 0 <= data.f <= data.l:
+                    if record is not None and 0 <= data.f <= data.l <= MAX_TRADE_ID:
                         record.first_trade_id = data.f
                         record.last_trade_id = data.l
                     else:
@@ -158,7 +159,7 @@ class FrameParser:
             trade = self._build(agg, agg.a, recv_ts)
             if trade is None:
                 return self._explain(frame.data, "aggTrade", "a", recv_ts)
-            if not 0 <= agg.f <= agg.l:
+            if not 0 <= agg.f <= agg.l <= MAX_TRADE_ID:
                 raise InvalidInput("bad_trade_id", f"aggTrade f={agg.f} l={agg.l}")
             trade.first_trade_id = agg.f
             trade.last_trade_id = agg.l
@@ -184,7 +185,7 @@ class FrameParser:
         # may remain after strip (a second dot already failed float()).
         if not (
             data.s in self.symbols
-            and trade_id >= 0
+            and 0 <= trade_id <= MAX_TRADE_ID
             and MIN_TS_MS <= ts <= recv_ts + MAX_FUTURE_MS
             and 0.0 < price_f < _INF
             and 0.0 < qty_f < _INF

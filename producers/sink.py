@@ -6,6 +6,11 @@ librdkafka's own retries never duplicate. A message that still fails (delivery t
 gone for longer than `delivery.timeout.ms`) comes back through the error-only delivery report,
 is counted and produced again, up to `max_attempts`; after that `flush()` raises rather than
 pretend it was delivered.
+
+Every message carries the correlation id of its batch as the header `alphaplus-cid`
+(core/logs.py): one id per `POLL_EVERY` messages and per `poll()` (a live source polls about
+once a second), shared by the messages of that batch — a header list reused as is costs
+nothing measurable per message, a fresh id per message would double the produce cost.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from core import metrics
+from core import logs, metrics
 from core.exceptions import DeliveryError
 from core.kafka import producer_config
 from core.models import DeadLetter, Trade, TradeGap, TradeRecord
@@ -53,6 +58,18 @@ class KafkaSink:
         self.delivery_errors = 0
         self._since_poll = 0
         self._keys: dict[str, bytes] = {}
+        self.cid = ""
+        self._headers: list[tuple[str, str | bytes | None]] = []
+        self.new_batch()
+
+    def new_batch(self) -> str:
+        """Start a new correlation id for the messages that follow; returns it."""
+        self.cid = logs.new_cid()
+        self._headers = [(logs.KAFKA_HEADER, self.cid.encode())]
+        # Log records of this thread (gaps, the source's summary) carry the batch's id.
+        logs.CID.set(self.cid)
+        log.debug("batch %s", self.cid)
+        return self.cid
 
     def trade(self, trade: Trade) -> None:
         symbol = trade["symbol"]
@@ -88,6 +105,7 @@ class KafkaSink:
                 self._producer.produce(
                     topic, value, key, timestamp=timestamp,
                     on_delivery=on_delivery or self._first_attempt_failed,
+                    headers=self._headers,
                 )
                 break
             except BufferError:
@@ -97,6 +115,7 @@ class KafkaSink:
         if self._since_poll >= POLL_EVERY:
             self._since_poll = 0
             self._producer.poll(0)
+            self.new_batch()
 
     def _first_attempt_failed(self, err: KafkaError | None, msg: Message) -> None:
         # One shared bound method on the hot path; only a retry carries its own count.
@@ -120,6 +139,9 @@ class KafkaSink:
 
     def poll(self, timeout: float = 0.0) -> None:
         self._producer.poll(timeout)
+        if self._since_poll:
+            self._since_poll = 0
+            self.new_batch()
 
     def flush(self, timeout: float = 60.0) -> None:
         """Wait for every message to be acknowledged; raise `DeliveryError` if any was not."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from typing import Any
 
+from core import logs
 from core.settings import Settings
 
 
@@ -31,7 +33,10 @@ def run(args: argparse.Namespace) -> int:
           flush=True)
     # A factory by import string: every worker process builds its own app (and its own
     # pub/sub listener and WebSocket hub) from the same environment.
+    # The log configuration travels to every uvicorn worker process (core/logs.py).
+    log_config = logs.uvicorn_config("api", settings.log_format,
+                                     logging.getLogger().getEffectiveLevel())
     uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", access_log=False, lifespan="on",
+                log_level="warning", access_log=False, lifespan="on", log_config=log_config,
                 **uvicorn_ws_options(settings))
     return 0

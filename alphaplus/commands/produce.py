@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from producers.sources import build_source
 
     settings = with_csv_symbols(settings_from_args(args), args)
-    metrics.serve(settings.metrics_port)
+    metrics.serve(settings.metrics_port, settings.metrics_host)
     source = build_source(args.source, settings, speed=args.speed, rate=args.rate,
                           seed=args.seed)
     with stop_on_signals() as stop:

@@ -29,6 +29,10 @@ def register(sub: Any) -> None:
     parser.add_argument("--timeframes", help="comma-separated (default ALPHAPLUS_TIMEFRAMES)")
     parser.add_argument("--persist-trades", action="store_true",
                         help="also store the trades in the database under the run id")
+    parser.add_argument("--warmup", default="all", metavar="all|none|DURATION",
+                        help="trade time read before --from to warm the indicators up, "
+                             "writing nothing: all (default: from the topic's start, as "
+                             "live computed them), none, or a duration such as 6h")
     parser.add_argument("--task-timeout", type=float, default=600.0, metavar="S",
                         help="fail when no Celery task of the replay finishes for this long")
     parser.add_argument("--celery", action="store_true",
@@ -45,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     request = make_request(
         args.run_id, parse_time(args.from_time), parse_time(args.to_time),
         args.symbols.split(",") if args.symbols else None, args.speed,
-        args.timeframes.split(",") if args.timeframes else None, args.persist_trades)
+        args.timeframes.split(",") if args.timeframes else None, args.persist_trades,
+        args.warmup)
     print(f"replay {request.run_id}: {format_time(request.from_ms)} to "
           f"{format_time(request.to_ms)}, "
           f"{','.join(request.symbols) or 'every symbol'}, "

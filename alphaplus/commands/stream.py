@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from workers.stream.stage import StreamStage
 
     settings = Settings.from_env()
-    metrics.serve(settings.metrics_port)
+    metrics.serve(settings.metrics_port, settings.metrics_host)
     stage = StreamStage(settings, make_app(settings), ns=args.namespace, group=args.group)
     # The imports and clients above are long-lived: moving them out of the collector's reach
     # keeps full collections from walking them again and again (measured ~13% of stage time).

@@ -87,16 +87,26 @@ def choose_source(args: argparse.Namespace, settings: Settings) -> tuple[str, fl
     return "synthetic", args.rate or DEMO_RATE
 
 
-def child_env(settings: Settings) -> dict[str, str]:
-    return {**os.environ, **settings.as_env(), "PYTHONUNBUFFERED": "1"}
+def child_env(settings: Settings, metrics_slot: int | None = None) -> dict[str, str]:
+    """The children's environment. With ALPHAPLUS_METRICS_PORT set, each child that exports
+    metrics gets a port of its own, `slot` above it (one port cannot serve two processes):
+    the producer the port itself, the worker +1, the stream processes +2, +3, ..."""
+    env = {**os.environ, **settings.as_env(), "PYTHONUNBUFFERED": "1"}
+    if settings.metrics_port and metrics_slot is not None:
+        env["ALPHAPLUS_METRICS_PORT"] = str(settings.metrics_port + metrics_slot)
+    elif settings.metrics_port:
+        env["ALPHAPLUS_METRICS_PORT"] = "0"  # the API serves /metrics on its own port
+    return env
 
 
 def pipeline_specs(args: argparse.Namespace, settings: Settings) -> list[ChildSpec]:
     """Workers first, so the tasks the stream stage sends find a consumer; Flower last."""
     env = child_env(settings)
     cli = [sys.executable, "-m", "alphaplus.cli"]
-    specs = [ChildSpec("worker", [*cli, "worker", "--loglevel", "INFO"], env)]
-    specs += [ChildSpec(f"stream-{i + 1}" if args.stream > 1 else "stream", [*cli, "stream"], env)
+    specs = [ChildSpec("worker", [*cli, "worker", "--loglevel", "INFO"],
+                       child_env(settings, 1))]
+    specs += [ChildSpec(f"stream-{i + 1}" if args.stream > 1 else "stream", [*cli, "stream"],
+                        child_env(settings, 2 + i))
               for i in range(max(1, args.stream))]
     if args.api_port != 0:
         port = args.api_port or settings.api_port
@@ -115,7 +125,7 @@ def producer_spec(args: argparse.Namespace, settings: Settings, source: str,
         argv += ["--speed", str(args.speed)]
     if rate is not None:
         argv += ["--rate", str(rate)]
-    env = child_env(settings)
+    env = child_env(settings, 0)
     finite = source.partition(":")[0].strip().lower() in ("recording", "csv")
     return ChildSpec("producer", argv, env, must_run=not finite)
 

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 import celeryconfig
+from core import metrics
 from core.settings import Settings
 
 
@@ -38,7 +39,13 @@ def worker_argv(extra: list[str], settings: Settings) -> list[str]:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    argv = worker_argv(list(args.celery_args), Settings.from_env())
+    settings = Settings.from_env()
+    argv = worker_argv(list(args.celery_args), settings)
+    if settings.metrics_port:
+        # Before Celery (and prometheus_client) is imported: every process of the worker, the
+        # pool's too, then writes its metric values to this worker's own directory, and the
+        # main process serves their sum (workers/tasks/observe.py).
+        metrics.fresh_multiprocess_dir(metrics.WORKER_DIR_PREFIX)
     os.execv(argv[0], argv)  # replaces this process: signals go straight to Celery
 
 

@@ -35,6 +35,9 @@ class ReplayBody(BaseModel):
                                description="default: replay-<UTC time>-<random>")
     timeframes: list[str] | None = Field(default=None, max_length=20)
     persist_trades: bool = False
+    warmup: str | int | None = Field(
+        default=None, description="trade time read before `from` to warm the indicators up, "
+        "writing nothing: all (default, the topic's start), none, or a duration such as 6h")
 
 
 def _submit(settings_redis: str, celery_config: dict[str, Any],
@@ -68,7 +71,8 @@ async def start_replay(request: Request, body: ReplayBody) -> Json:
                                                  for s in body.symbols]
     try:
         req = replays.make_request(body.run_id, lo, hi, symbols, body.speed,
-                                   body.timeframes, body.persist_trades)
+                                   body.timeframes, body.persist_trades,
+                                   None if body.warmup is None else str(body.warmup)[:32])
         status = await anyio.to_thread.run_sync(
             _submit, ctx.settings.redis_url, celeryconfig.from_settings(ctx.settings), req)
     except replays.BadReplay as exc:

@@ -73,10 +73,13 @@ class EmbeddedRedis(ServerProcess):
     service = "redis"
 
     def __init__(self, data_dir: Path, port: int = 0, log_path: Path | None = None,
-                 db: int = 0) -> None:
+                 db: int = 0, appendonly: bool = False) -> None:
         super().__init__(port, log_path)
         self.data_dir = data_dir
         self.db = db
+        # An append-only file in `data_dir`, as a production Redis has: a server restarted on
+        # the same folder keeps its data (the fault tests stop and restart one).
+        self.appendonly = appendonly
 
     @property
     def url(self) -> str:
@@ -87,15 +90,17 @@ class EmbeddedRedis(ServerProcess):
         return self.url
 
     def describe(self) -> str:
-        return (f"embedded redis-server {redis_server_version()} at {self.url} "
-                "(memory only: data is lost on stop)")
+        kept = ("append-only file: data kept on stop" if self.appendonly
+                else "memory only: data is lost on stop")
+        return f"embedded redis-server {redis_server_version()} at {self.url} ({kept})"
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         process = ManagedProcess(
             "redis",
             [str(redis_server_binary()), "--port", str(self.port), "--bind", self.host,
-             "--save", "", "--appendonly", "no", "--dir", str(self.data_dir.resolve()),
+             "--save", "", "--appendonly", "yes" if self.appendonly else "no",
+             "--dir", str(self.data_dir.resolve()),
              "--daemonize", "no"],
             log_path=self.log_path,
         )

@@ -39,8 +39,8 @@ from tqdm import tqdm
 from core.exceptions import ConfigError, InvalidInput
 from core.models import SCHEMA_VERSION, Trade
 from core.settings import MARKETS
+from core.validation import check_decimal, check_trade_id, split_timestamp
 from producers.ingest import Ingestor
-from producers.validation import check_decimal, check_trade_id, split_timestamp
 
 EXPECTED_NAME = (
     "SYMBOL-trades-YYYY-MM[-DD].csv|.zip or SYMBOL-aggTrades-YYYY-MM[-DD].csv|.zip "
@@ -147,6 +147,7 @@ def parse_row(fields: list[str], symbol: str, market: str, agg: bool) -> Trade:
         last = _unsigned(fields[4], "bad_trade_id", "last trade id")
         if last < first:
             raise InvalidInput("bad_trade_id", f"last trade id {last} < first {first}")
+        check_trade_id(last)
         time_field, side_field = fields[5], fields[6]
     else:
         time_field, side_field = fields[4], fields[5]

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from core.kafka import read_topic
+from core.settings import Settings
 from infra.stack.ports import free_port
 from infra.stack.process import descendants, process_alive
 
@@ -180,3 +181,21 @@ def test_ctrl_c_during_start_up_stops_what_was_started(tmp_path: Path) -> None:
         assert running.proc.wait(30) == 0
         running.wait_for("stopped")
     assert not any(process_alive(pid) for pid in tree)
+
+
+def test_each_child_exports_metrics_on_a_port_of_its_own() -> None:
+    """One ALPHAPLUS_METRICS_PORT for the whole `up`: two processes cannot listen on one port,
+    so the producer takes it, the worker the next, the stream processes the ones after."""
+    import argparse
+
+    from alphaplus.commands.up import pipeline_specs, producer_spec
+
+    settings = Settings.from_env(environ={}, env_file=None).replace(metrics_port=9400)
+    args = argparse.Namespace(stream=2, api_port=8123, flower_port=0, seed=1, speed=None,
+                              rate=None)
+    specs = [*pipeline_specs(args, settings), producer_spec(args, settings, "synthetic", 10.0)]
+    ports = {spec.name: spec.env["ALPHAPLUS_METRICS_PORT"] for spec in specs}
+    assert ports == {"worker": "9401", "stream-1": "9402", "stream-2": "9403", "api": "0",
+                     "producer": "9400"}
+    quiet = Settings.from_env(environ={}, env_file=None).replace(metrics_port=0)
+    assert {s.env["ALPHAPLUS_METRICS_PORT"] for s in pipeline_specs(args, quiet)} == {"0"}

@@ -51,6 +51,7 @@ def test_start_a_replay_and_read_its_status(live_api: ApiProcess, api_settings: 
     ({"from": 1000, "to": 2000, "symbols": ["DOGEUSDT"]}, 400, "BTCUSDT"),
     ({"from": 1000, "to": 2000, "speed": "fast"}, 422, "speed"),
     ({"from": 1000, "to": 2000, "run_id": "live"}, 422, "live"),
+    ({"from": 1000, "to": 2000, "warmup": "6 hours"}, 422, "warm-up"),
     ({"to": 2000}, 422, "from"),
 ])
 def test_bad_replay_requests_say_why(live_api: ApiProcess, body: dict[str, object],

@@ -11,11 +11,11 @@ from core.kafka import read_topic
 from core.models import Trade
 from core.serde import decode_trade
 from core.settings import Settings
+from core.validation import check_decimal, split_timestamp
 from producers.ingest import Ingestor
 from producers.run import produce
 from producers.sources import synthetic
 from producers.sources.synthetic import SyntheticSource, TradeGenerator
-from producers.validation import check_decimal, split_timestamp
 from tests.producers.counting_sink import CountingSink
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "XRPUSDT")

@@ -119,13 +119,13 @@ class Replay:
     def _run(self, stop: threading.Event) -> None:
         req = self.request
         window = Window(req.from_ms, req.to_ms, self.settings.late_grace_ms,
-                        frozenset(req.symbols) or None, req.speed)
+                        frozenset(req.symbols) or None, req.speed, req.read_from_ms)
         with TopicTimes(self.settings.kafka_bootstrap, self.settings.topic_trades) as times:
             # Where the range starts, less the disorder allowance: a trade of the range may
             # sit a little after one that is past it.
-            starts = start_offsets(times, max(0, req.from_ms - window.slack_ms))
+            starts = start_offsets(times, max(0, window.start_ms - window.slack_ms))
             self.status.lookup = {str(s.partition): s.source for s in starts.values()}
-            self._by_offsets = estimate(times, starts, req.from_ms, req.to_ms)
+            self._by_offsets = estimate(times, starts, window.start_ms, req.to_ms)
         log.debug("replay %s: starts %s", req.run_id, starts)
         stage = ReplayStage(self.settings, self.celery, req.run_id, window,
                             persist_trades=req.persist_trades)
@@ -151,6 +151,7 @@ class Replay:
                 self._check(stage, stop)
                 self._update("tasks", stage)
                 time.sleep(WAIT_SLEEP_S)
+            stage.drop_warmup()
             self._update("tasks", stage, force=True)
         finally:
             stage.close()

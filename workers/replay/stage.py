@@ -5,9 +5,15 @@ What differs from live, and why:
 - partitions are assigned at start offsets (workers/replay/timerange.py), not subscribed: no
   group join to wait for, and the range decides where reading starts;
 - only messages whose timestamp (the trade time, by the topic's contract) is in
-  `[from_ms, to_ms)` are processed, and only the chosen symbols (by message key); a partition
+  `[read_from_ms, to_ms)` are processed, and only the chosen symbols (by message key); a partition
   is done at its first message at or after `to_ms + slack_ms` (trades arrive slightly out of
   order) or at its end (EOF);
+- the trades before `from_ms` (the warm-up) build candles and indicator state but write
+  nothing: no candle, indicator, signal or pattern opening before `from_ms` is stored or
+  published, and no trade before it is persisted (the tasks get `from_ms` as `write_from`).
+  Recursive indicators (EMA, Wilder's RSI/ATR/ADX) carry their whole history, so without a
+  warm-up a replay that starts where the live pipeline was already running computes other
+  values, and other signals, than live did for the same candles;
 - candles close by trade time only, never by the wall clock (history must not depend on when
   it is replayed); forming candles are published only when pacing (a watched replay);
 - nothing goes to the live topics: no `market.candles`, no dead letters (they are counted),
@@ -25,13 +31,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from celery import Celery
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from core.candles import Candle
+from core import redis_keys
+from core.candles import Candle, LateTrade
+from core.models import TradeRecord
 from core.settings import Settings
 from workers.replay.backpressure import PendingCandles
-from workers.stream.handoff import Handoff
+from workers.stream.handoff import TASK_CANDLES, Handoff
 from workers.stream.partition import PartitionProcessor
 from workers.stream.stage import REDELIVER_CHECK_S, StreamStage, consumer_config
 
@@ -48,13 +57,20 @@ Groups = dict[int, list[tuple[int, bytes]]]
 
 @dataclass(frozen=True)
 class Window:
-    """What a replay reads: trade times in [from_ms, to_ms), some symbols or all."""
+    """What a replay writes: candles opening in [from_ms, to_ms), some symbols or all; what it
+    reads: trades from `read_from_ms` (None: `from_ms`, no warm-up; 0: the topic's start)."""
 
     from_ms: int
     to_ms: int
     slack_ms: int  # disorder allowed past `to_ms` before a partition counts as done
     symbols: frozenset[str] | None = None
     speed: float = 0.0  # 0: as fast as possible; else a multiple of real time
+    read_from_ms: int | None = None
+
+    @property
+    def start_ms(self) -> int:
+        return self.from_ms if self.read_from_ms is None else min(self.read_from_ms,
+                                                                   self.from_ms)
 
 
 class _Handoff(Handoff):
@@ -65,12 +81,25 @@ class _Handoff(Handoff):
                          produce_candles=False, dead_letters=False,
                          persist_trades=persist_trades)
         self.pending = stage.pending
+        # With no warm-up every candle built is stored, the range's partial first ones too.
+        window = stage.window
+        self.write_from = window.from_ms if window.start_ms < window.from_ms else 0
 
     def candles(self, candles: list[Candle]) -> str | None:
-        task_id = super().candles(candles)
-        if task_id is not None:
-            self.pending.add(task_id, candles)
+        if not candles:
+            return None
+        # Warm-up candles go to the task too: its indicator engine must see them.
+        task_id = self._send(TASK_CANDLES, [msgspec.to_builtins(c) for c in candles],
+                             self.write_from)
+        self.pending.add(task_id, candles)
         return task_id
+
+    def trades(self, trades: list[TradeRecord]) -> None:
+        super().trades([t for t in trades if t.ts >= self.write_from])
+
+    def late(self, late: list[tuple[bytes, LateTrade]]) -> None:
+        # A late trade amends a stored candle: a warm-up one is not stored.
+        super().late([item for item in late if item[1].ts >= self.write_from])
 
 
 class ReplayStage(StreamStage):
@@ -152,7 +181,7 @@ class ReplayStage(StreamStage):
         timestamps; note the partitions that are done."""
         groups: Groups = {}
         stamps: dict[int, list[int]] = {}
-        lo, hi, stop = self.window.from_ms, self.window.to_ms, (
+        lo, hi, stop = self.window.start_ms, self.window.to_ms, (
             self.window.to_ms + self.window.slack_ms)
         keys, done, position = self._keys, self.done, self.position
         skipped = 0
@@ -212,7 +241,10 @@ class ReplayStage(StreamStage):
         time (a span the backpressure allows; with a speed, the trade time due by now)."""
         heads = min(stamps[0] for stamps in self._stamps.values())
         bound = heads + self._span_ms
-        if self.window.speed > 0:
+        if self.window.speed > 0 and heads < self.window.from_ms:
+            self._clock = time.monotonic()  # warming up: at full speed, the pace starts after
+            bound = min(bound, self.window.from_ms)
+        elif self.window.speed > 0:
             due = self.window.from_ms + int(
                 (time.monotonic() - self._clock) * 1000 * self.window.speed)
             if due < heads:
@@ -265,6 +297,17 @@ class ReplayStage(StreamStage):
             self._checkpoint(list(self.partitions.values()))
         return closed
 
+    def drop_warmup(self) -> int:
+        """Once the tasks are done: take the warm-up's candles out of the run's Redis windows
+        (the tasks needed them there; nobody else should see them). Returns how many."""
+        if self.window.start_ms >= self.window.from_ms:
+            return 0
+        dropped = 0
+        pattern = redis_keys.candle_window(self.ns, "*", "*")
+        for key in self.redis.scan_iter(match=pattern, count=1000):
+            dropped += int(self.redis.zremrangebyscore(key, "-inf", f"({self.window.from_ms}"))
+        return dropped
+
     def tasks_pending(self) -> int:
         """Tasks of this run not done yet (candles, and trades when persisted)."""
         return int(self.redis.hlen(self.outbox.key))
@@ -281,7 +324,8 @@ class ReplayStage(StreamStage):
         """0..1: per partition, the share of the range's time read (1 when done)."""
         if not self.partitions:
             return 1.0
-        span = self.window.to_ms - self.window.from_ms
+        start = self.window.start_ms
+        span = self.window.to_ms - start
         total = 0.0
         for partition in self.partitions:
             if partition in self.done and partition not in self._groups:
@@ -289,5 +333,5 @@ class ReplayStage(StreamStage):
                 continue
             pos = self.position.get(partition)
             if pos is not None:
-                total += min(1.0, max(0.0, (pos - self.window.from_ms) / span))
+                total += min(1.0, max(0.0, (pos - start) / span))
         return total / len(self.partitions)

@@ -52,6 +52,7 @@ class Handoff:
         self.producer = Producer(producer_config(settings.kafka_bootstrap,
                                                  settings.kafka_compression, **{"linger.ms": 5}))
         self.tasks_sent = 0
+        self.cid: str | None = None  # of the batch being handled; set by the stage
 
     def candles(self, candles: list[Candle]) -> str | None:
         """Returns the id of the Celery task that carries them."""
@@ -81,9 +82,9 @@ class Handoff:
         self.producer.produce(self.settings.topic_deadletter, encode(letter),
                               self.source.encode(), timestamp=letter["ts"])
 
-    def _send(self, task: str, rows: list[Any]) -> str:
+    def _send(self, task: str, rows: list[Any], *extra: Any) -> str:
         # Queues come from celeryconfig.task_routes, by task name.
-        task_id = self.outbox.send(task, (self.ns, rows))
+        task_id = self.outbox.send(task, (self.ns, rows, *extra), self.cid)
         self.tasks_sent += 1
         return task_id
 

@@ -3,6 +3,10 @@
 Leading edge and trailing edge: the first change after a quiet spell is published at once, and
 changes inside the throttle interval are published when it ends, so a reader is never more than
 one interval behind and the API can push a tick within milliseconds of it.
+
+The published message is the stored candle plus, at the end, the batch's correlation id
+(`"cid"`, core/logs.py): readers that do not know the field ignore it. The stored latest value
+stays the plain candle.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import time
 import msgspec
 import redis
 
-from core import redis_keys
+from core import logs, metrics, redis_keys
 from core.candles import Candle, SymbolCandles
 
 _encode = msgspec.json.Encoder().encode
@@ -27,6 +31,8 @@ class LivePublisher:
         self._last: dict[str, float] = {}  # symbol -> when its candles were last published
         self._dirty: dict[str, SymbolCandles] = {}
         self.published = 0
+        self.cid: str | None = None  # of the batch being handled; set by the stage
+        self._latency = metrics.stream_candle_latency()
 
     def touched(self, symbols: dict[str, SymbolCandles], names: set[str]) -> None:
         for name in names:
@@ -43,11 +49,16 @@ class LivePublisher:
         if not due:
             return
         pipe = self.client.pipeline(transaction=False)
+        newest: list[int] = []
         for symbol in due:
-            for candle in self._dirty.pop(symbol).forming():
+            sc = self._dirty.pop(symbol)
+            for candle in sc.forming():
                 self._write(pipe, candle)
+            if sc.base is not None:
+                newest.append(sc.base.last_ts)
             self._last[symbol] = now
         pipe.execute()
+        self._observe(newest)
 
     def closed(self, candles: list[Candle]) -> None:
         """Closed candles replace the latest value at once (no throttle: one per range) and
@@ -70,17 +81,30 @@ class LivePublisher:
         # The candle that closed is no longer the latest of its timeframe when the trade that
         # closed it opened the next one: write the forming candles after it, unthrottled, so
         # the latest value never goes back in time.
+        newest: list[int] = []
         for symbol in {c.symbol for c in candles}:
             sc = self._dirty.pop(symbol, None)
             if sc is not None:
                 for candle in sc.forming():
                     self._write(pipe, candle)
+                if sc.base is not None:
+                    newest.append(sc.base.last_ts)
                 self._last[symbol] = time.monotonic()
         pipe.execute()
+        self._observe(newest)
+
+    def _observe(self, newest_ts: list[int]) -> None:
+        """Per symbol published, the age of its newest trade (one observation per symbol and
+        publish, never per trade)."""
+        if newest_ts:
+            now_ms = time.time() * 1000
+            for ts in newest_ts:
+                self._latency.observe(max(now_ms - ts, 0.0) / 1000)
 
     def _write(self, pipe: redis.client.Pipeline, candle: Candle) -> None:
         payload = _encode(candle)
         ns, symbol, tf = self.ns, candle.symbol, candle.timeframe
         pipe.set(redis_keys.candle(ns, symbol, tf), payload, ex=redis_keys.LATEST_TTL_S)
-        pipe.publish(redis_keys.channel(ns, "kline", symbol, tf), payload)
+        pipe.publish(redis_keys.channel(ns, "kline", symbol, tf),
+                     logs.with_cid(payload, self.cid))
         self.published += 1

@@ -18,7 +18,7 @@ import orjson
 import redis
 from celery import Celery
 
-from core import redis_keys
+from core import logs, redis_keys
 
 SWEEP_BATCH = 200
 
@@ -34,15 +34,21 @@ class TaskOutbox:
         self.sent = 0
         self.resent = 0
 
-    def send(self, task: str, args: tuple[Any, ...]) -> str:
+    def send(self, task: str, args: tuple[Any, ...], cid: str | None = None) -> str:
+        """Record and send `task`; `cid` (the correlation id) travels as a message header,
+        so the task's signature and arguments stay as they are."""
         task_id = uuid.uuid4().hex
         pipe = self.client.pipeline(transaction=True)
-        pipe.hset(self.key, task_id, orjson.dumps([task, args]))
+        pipe.hset(self.key, task_id, orjson.dumps([task, args, cid]))
         pipe.zadd(self.due_key, {task_id: time.time() + self.redeliver_s})
         pipe.execute()
-        self.celery.send_task(task, args=args, task_id=task_id)
+        self._send(task, args, task_id, cid)
         self.sent += 1
         return task_id
+
+    def _send(self, task: str, args: tuple[Any, ...], task_id: str, cid: str | None) -> None:
+        headers = None if cid is None else {logs.TASK_HEADER: cid}
+        self.celery.send_task(task, args=args, task_id=task_id, headers=headers)
 
     def redeliver(self, now: float | None = None) -> int:
         """Send again the tasks that are overdue; return how many."""
@@ -56,9 +62,10 @@ class TaskOutbox:
             if entry is None:  # finished meanwhile
                 self.client.zrem(self.due_key, task_id)
                 continue
-            task, args = orjson.loads(entry)
+            # Entries of an older version hold no correlation id.
+            task, args, *rest = orjson.loads(entry)
             self.client.zadd(self.due_key, {task_id: now + self.redeliver_s})
-            self.celery.send_task(task, args=tuple(args), task_id=task_id)
+            self._send(task, tuple(args), task_id, rest[0] if rest else None)
             count += 1
         self.resent += count
         return count

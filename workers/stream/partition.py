@@ -8,6 +8,7 @@ so a restart resumes exactly where the stored state ends: nothing lost, nothing 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ import msgspec
 from core.candles import Candle, LateTrade, SymbolCandles, SymbolState, symbol_from_state
 from core.candles import symbol_state as to_symbol_state
 from core.models import TradeRecord
+from core.validation import MAX_FUTURE_MS, MAX_TRADE_ID, MIN_TS_MS, record_problem
 
 # A symbol counts as live when its trades arrive within this of their own trade time; only
 # then may the wall clock close its candles (a replay of 2019 must never be closed by 2026).
@@ -59,6 +61,7 @@ class PartitionProcessor:
         self.last_ids: dict[str, int] = {}
         # Per symbol: (last trade time, wall clock when it was processed), for quiet closes.
         self.seen: dict[str, tuple[int, int]] = {}
+        self.known_symbols: set[str] = set()  # found well formed
 
     def process(self, messages: Sequence[tuple[int, bytes]]) -> BatchResult:
         """Apply (offset, value) messages of this partition, in order."""
@@ -70,26 +73,39 @@ class PartitionProcessor:
         # are set from it once per batch instead of once per trade.
         last_ts: dict[str, int] = {}
         now = int(time.time() * 1000)
+        latest_ts = now + MAX_FUTURE_MS
+        known = self.known_symbols
+        inf = math.inf
         for offset, value in messages:
             self.offset = offset + 1
             try:
                 trade = _decode_trade(value)
-            except msgspec.DecodeError as exc:
+            except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+                # msgspec lets a UnicodeDecodeError out for bad UTF-8 inside a string.
                 result.rejected.append(Rejected(value, "bad_schema", str(exc)[:200]))
-                continue
-            symbol = trade.symbol
-            trade_id = trade.trade_id
-            last = last_ids.get(symbol)
-            # Binance ids grow per symbol: an id seen before is a re-delivery (a producer that
-            # re-sent after a restart), and counting it again would corrupt the candle.
-            if last is not None and trade_id <= last:
-                result.duplicates += 1
                 continue
             try:
                 price = float(trade.price)
                 qty = float(trade.qty)
             except ValueError:
                 result.rejected.append(Rejected(value, "bad_schema", "price/qty not numbers"))
+                continue
+            symbol = trade.symbol
+            trade_id = trade.trade_id
+            # Anything can write to the topic: values are checked again (the comparisons
+            # inline, the call only for the rare record that fails one), and before the
+            # duplicate check, since a huge id would pass every later id off as a duplicate.
+            if not (0.0 < price < inf and 0.0 < qty < inf and 0 <= trade_id <= MAX_TRADE_ID
+                    and MIN_TS_MS <= trade.ts <= latest_ts and symbol in known):
+                problem = record_problem(trade, price, qty, known, now)
+                if problem is not None:
+                    result.rejected.append(Rejected(value, *problem))
+                    continue
+            last = last_ids.get(symbol)
+            # Binance ids grow per symbol: an id seen before is a re-delivery (a producer that
+            # re-sent after a restart), and counting it again would corrupt the candle.
+            if last is not None and trade_id <= last:
+                result.duplicates += 1
                 continue
             last_ids[symbol] = trade_id
             sc = symbols.get(symbol)

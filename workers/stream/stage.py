@@ -8,10 +8,16 @@ persistence task, bad messages to the dead-letter topic; (4) the Kafka producer 
 everything of (3) is acknowledged; (5) each touched partition's checkpoint (state + next offset)
 is stored in Redis; (6) the offsets are committed to Kafka. A partition that is assigned loads
 its checkpoint and seeks to its offset, whichever process stored it.
+
+Observability stays off the per-trade path: the Prometheus counters are brought up to date once
+per batch from the batch's own counts, the consumer lag at most once a second from the
+consumer's cached watermarks, and the correlation id is read from the last message of a batch
+only (core/logs.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -22,9 +28,17 @@ from dataclasses import dataclass
 import msgspec
 import redis
 from celery import Celery
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
+from kombu.exceptions import OperationalError as BrokerUnavailable
 
-from core import redis_keys
+from core import logs, metrics, redis_keys
 from core.candles import Candle
 from core.settings import Settings
 from workers.stream.handoff import Handoff
@@ -36,6 +50,10 @@ log = logging.getLogger(__name__)
 
 QUIET_CHECK_S = 0.25
 REDELIVER_CHECK_S = 5.0
+LAG_CHECK_S = 1.0
+REDIS_RETRY_MAX_S = 2.0
+# Redis away, as the stage meets it: its own client, or Celery's when sending a task.
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, BrokerUnavailable)
 _decode_checkpoint = msgspec.json.Decoder(PartitionCheckpoint).decode
 _encode = msgspec.json.Encoder().encode
 
@@ -53,6 +71,17 @@ class StageStats:
     def minus(self, other: StageStats) -> dict[str, float]:
         return {name: getattr(self, name) - getattr(other, name)
                 for name in self.__dataclass_fields__}
+
+
+def batch_cid(msg: Message) -> str | None:
+    """The producer's correlation id on a message (header `alphaplus-cid`), if any."""
+    headers = msg.headers()
+    if headers:
+        for name, value in headers.items() if isinstance(headers, dict) else headers:
+            if name == logs.KAFKA_HEADER and value:
+                cid = value.decode(errors="replace") if isinstance(value, bytes) else value
+                return cid if logs.valid_cid(cid) else None
+    return None
 
 
 def consumer_config(settings: Settings, group: str) -> dict[str, object]:
@@ -108,6 +137,15 @@ class StreamStage:
         self._saved_stats = StageStats()
         self._last_quiet_check = 0.0
         self._last_redeliver_check = time.monotonic()
+        self._last_lag_check = 0.0
+        self._progress = logs.Every(settings.log_every_s)
+        self._logged_stats = StageStats()
+        self._m_trades = metrics.STREAM_TRADES.labels(ns)
+        self._m_batch = metrics.stream_batch()
+        self._m_dropped = {reason: metrics.STREAM_DROPPED.labels(ns, reason)
+                           for reason in ("duplicate", "late", "rejected")}
+        self._m_closed = {tf: metrics.STREAM_CANDLES_CLOSED.labels(ns, tf)
+                          for tf in settings.timeframes}
 
     # Made by methods so that a replay (workers/replay) can configure them.
     def _new_handoff(self) -> Handoff:
@@ -120,18 +158,20 @@ class StreamStage:
     def _checkpoint_key(self, partition: int) -> str:
         return redis_keys.stream_checkpoint(self.ns, self.group, self.topic, partition)
 
+    def _load(self, partition: int) -> PartitionProcessor:
+        """The partition as its checkpoint left it (new, offset -1, without one)."""
+        raw = self.redis.get(self._checkpoint_key(partition))
+        if raw is None:
+            return PartitionProcessor(partition, self.settings.timeframes,
+                                      self.settings.late_grace_ms)
+        return PartitionProcessor.restore(partition, self.settings.timeframes,
+                                          self.settings.late_grace_ms, _decode_checkpoint(raw))
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
-            raw = self.redis.get(self._checkpoint_key(tp.partition))
-            if raw is None:
-                proc = PartitionProcessor(tp.partition, self.settings.timeframes,
-                                          self.settings.late_grace_ms)
-            else:
-                cp = _decode_checkpoint(raw)
-                proc = PartitionProcessor.restore(tp.partition, self.settings.timeframes,
-                                                  self.settings.late_grace_ms, cp)
-                tp.offset = cp.offset  # the checkpoint, not the committed offset, is the truth
-            self.partitions[tp.partition] = proc
+            proc = self.partitions[tp.partition] = self._load(tp.partition)
+            if proc.offset >= 0:
+                tp.offset = proc.offset  # the checkpoint, not the committed offset, is the truth
         consumer.assign(partitions)
         log.info("assigned partitions %s", [(tp.partition, tp.offset) for tp in partitions])
 
@@ -139,6 +179,9 @@ class StreamStage:
         # Every batch already ended with a checkpoint, so the new owner starts from it.
         for tp in partitions:
             self.partitions.pop(tp.partition, None)
+            # The new owner reports its lag; a stale value here would be summed with it.
+            with contextlib.suppress(KeyError):
+                metrics.STREAM_CONSUMER_LAG.remove(self.topic, str(tp.partition))
         log.info("revoked partitions %s", [tp.partition for tp in partitions])
 
     # -- the loop --------------------------------------------------------------------------
@@ -147,20 +190,52 @@ class StreamStage:
                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
         try:
             while not stop.is_set():
-                self.step()
+                try:
+                    self.step()
+                except REDIS_DOWN as exc:
+                    self._wait_for_redis(stop, exc)
         finally:
             self.close()
         return self.stats
+
+    def _wait_for_redis(self, stop: threading.Event, exc: Exception) -> None:
+        """Redis (the checkpoints, the window, the Celery broker) went away inside a batch:
+        wait until it answers, then go back to every partition's checkpoint, as a restarted
+        process would. What the batch had already handed on is handed on again, and written
+        idempotently downstream."""
+        log.warning("redis is unavailable (%s); waiting for it", exc)
+        delay = 0.1
+        while not stop.is_set():
+            try:
+                self.redis.ping()
+                loaded = {p: self._load(p) for p in self.partitions}
+            except REDIS_DOWN:
+                stop.wait(delay)
+                delay = min(2 * delay, REDIS_RETRY_MAX_S)
+                continue
+            for partition, proc in loaded.items():
+                self.partitions[partition] = proc
+                # No checkpoint means no commit either (it follows the checkpoint): start over.
+                offset = proc.offset if proc.offset >= 0 else OFFSET_BEGINNING
+                self.consumer.seek(TopicPartition(self.topic, partition, offset))
+            self.stats = dataclasses.replace(self._saved_stats)
+            self.live = LivePublisher(self.redis, self.ns, self.settings.live_throttle_ms,
+                                      self.settings.redis_window)
+            log.warning("redis is back; resuming from the checkpoints of partitions %s",
+                        sorted(self.partitions))
+            return
 
     def step(self, timeout: float = 0.1) -> int:
         """One poll batch; returns the number of messages handled."""
         first = self.consumer.poll(timeout)
         started = time.perf_counter()
         batch: list[Message] = []
+        cid = None
         if first is not None:
             batch.append(first)
             batch.extend(self.consumer.consume(self.settings.stream_batch - 1, 0))
-        self.handle(self.group_batch(batch), started, counted=bool(batch))
+            cid = batch_cid(batch[-1])
+        self.handle(self.group_batch(batch), started, counted=bool(batch), cid=cid)
         return len(batch)
 
     def group_batch(self, batch: list[Message]) -> dict[int, list[tuple[int, bytes]]]:
@@ -181,10 +256,23 @@ class StreamStage:
         return by_partition
 
     def handle(self, by_partition: dict[int, list[tuple[int, bytes]]], started: float,
-               counted: bool) -> list[Candle]:
+               counted: bool, cid: str | None = None) -> list[Candle]:
         """Candles, live publish, hand-off and checkpoint for one batch (`counted`: it held
-        messages, so it counts in the batch statistics); returns the candles it closed."""
+        messages, so it counts in the batch statistics; `cid`: the batch's correlation id, a
+        new one when None); returns the candles it closed."""
+        if cid is None and counted:
+            cid = logs.new_cid()
+        token = logs.CID.set(cid)
+        self.live.cid = self.handoff.cid = cid
+        try:
+            return self._handle(by_partition, started, counted)
+        finally:
+            logs.CID.reset(token)
+
+    def _handle(self, by_partition: dict[int, list[tuple[int, bytes]]], started: float,
+                counted: bool) -> list[Candle]:
         closed: list[Candle] = []
+        trades = duplicates = late = rejected = 0
         touched_partitions = []
         results: list[BatchResult] = []
         for partition, messages in by_partition.items():
@@ -197,10 +285,14 @@ class StreamStage:
             if self.publish_forming:
                 self.live.touched(proc.symbols, result.touched)
             results.append(result)
-            self.stats.trades += len(result.trades)
-            self.stats.duplicates += result.duplicates
-            self.stats.late += len(result.late)
-            self.stats.rejected += len(result.rejected)
+            trades += len(result.trades)
+            duplicates += result.duplicates
+            late += len(result.late)
+            rejected += len(result.rejected)
+        self.stats.trades += trades
+        self.stats.duplicates += duplicates
+        self.stats.late += late
+        self.stats.rejected += rejected
         now = time.monotonic()
         if self.wall_clock_close and now - self._last_quiet_check >= QUIET_CHECK_S:
             self._last_quiet_check = now
@@ -221,8 +313,9 @@ class StreamStage:
             for bad in result.rejected:
                 self.handoff.rejected(bad.raw, bad.reason, bad.detail)
         if closed:
-            self.handoff.candles(closed)
+            task_id = self.handoff.candles(closed)
             self.stats.candles_closed += len(closed)
+            log.debug("handed off %d closed candles (task %s)", len(closed), task_id)
         if now - self._last_redeliver_check >= REDELIVER_CHECK_S:
             self._last_redeliver_check = now
             resent = self.outbox.redeliver()
@@ -234,7 +327,60 @@ class StreamStage:
         if touched_partitions:
             self.handoff.flush()
             self._checkpoint(touched_partitions)
+        if counted or closed:  # the wall clock closes candles in empty batches too
+            self._count(trades, duplicates, late, rejected, closed,
+                        time.perf_counter() - started if counted else None)
+        if now - self._last_lag_check >= LAG_CHECK_S:
+            self._last_lag_check = now
+            self._update_lag()
         return closed
+
+    def _count(self, trades: int, duplicates: int, late: int, rejected: int,
+               closed: list[Candle], busy_s: float | None) -> None:
+        """The batch's counts into the Prometheus metrics (once per batch), and a progress
+        line now and then (`ALPHAPLUS_LOG_EVERY_S`); `busy_s` None: no messages, only
+        candles the wall clock closed."""
+        if trades:
+            self._m_trades.inc(trades)
+        for reason, n in (("duplicate", duplicates), ("late", late), ("rejected", rejected)):
+            if n:
+                self._m_dropped[reason].inc(n)
+        if closed:
+            per_tf: dict[str, int] = defaultdict(int)
+            for candle in closed:
+                per_tf[candle.timeframe] += 1
+            for tf, n in per_tf.items():
+                counter = self._m_closed.get(tf)
+                if counter is None:
+                    counter = self._m_closed[tf] = metrics.STREAM_CANDLES_CLOSED.labels(
+                        self.ns, tf)
+                counter.inc(n)
+        if busy_s is None:
+            return
+        self._m_batch.observe(busy_s)
+        if self._progress.due():
+            done = self.stats.minus(self._logged_stats)
+            self._logged_stats = dataclasses.replace(self.stats)
+            log.info("%d trades (+%d), %d candles closed (+%d), %d duplicates, %d late, "
+                     "%d rejected; last batch %d trades in %.1f ms",
+                     self.stats.trades, done["trades"], self.stats.candles_closed,
+                     done["candles_closed"], self.stats.duplicates, self.stats.late,
+                     self.stats.rejected, trades, busy_s * 1000)
+
+    def _update_lag(self) -> None:
+        """Messages behind the high watermark per owned partition, from the watermarks the
+        consumer caches from its fetches (no broker round trip)."""
+        for partition, proc in list(self.partitions.items()):
+            if proc.offset < 0:
+                continue
+            try:
+                _, high = self.consumer.get_watermark_offsets(
+                    TopicPartition(self.topic, partition), cached=True)
+            except KafkaException:
+                continue
+            if high >= 0:
+                metrics.STREAM_CONSUMER_LAG.labels(self.topic, str(partition)).set(
+                    max(high - proc.offset, 0))
 
     def _checkpoint(self, processors: list[PartitionProcessor]) -> None:
         pipe = self.redis.pipeline(transaction=True)

@@ -20,7 +20,7 @@ import orjson
 import redis
 from celery import Task
 
-from core import redis_keys
+from core import logs, redis_keys
 from core.candles import Candle
 from core.db.writer import (
     IndicatorRow,
@@ -36,6 +36,7 @@ from core.patterns import detect
 from core.signals import evaluate
 from workers.celery_app import app
 from workers.stream.outbox import task_done
+from workers.tasks.observe import rows_written
 from workers.tasks.resources import RETRYABLE, database, redis_client
 
 log = logging.getLogger(__name__)
@@ -106,22 +107,39 @@ def _window(client: redis.Redis, ns: str, symbol: str, tf: str) -> list[Candle]:
 
 def _publish(pipe: redis.client.Pipeline, ns: str, symbol: str, tf: str,
              out: KeyOutput) -> None:
+    # What is published carries the task's correlation id (what is stored does not).
+    cid = logs.current()
     if out.indicators:
         latest = orjson.dumps(out.indicators[-1])
         pipe.set(redis_keys.indicators(ns, symbol, tf), latest, ex=redis_keys.LATEST_TTL_S)
-        pipe.publish(redis_keys.channel(ns, "indicators", symbol, tf), latest)
+        pipe.publish(redis_keys.channel(ns, "indicators", symbol, tf),
+                     logs.with_cid(latest, cid))
     for kind, rows, key in (("signals", out.signals, redis_keys.signals),
                             ("patterns", out.patterns, redis_keys.patterns)):
         for row in rows:
             payload = orjson.dumps(row)
             pipe.lpush(key(ns, symbol, tf), payload)
-            pipe.publish(redis_keys.channel(ns, kind, symbol, tf), payload)
+            pipe.publish(redis_keys.channel(ns, kind, symbol, tf), logs.with_cid(payload, cid))
         if rows:
             pipe.ltrim(key(ns, symbol, tf), 0, RECENT_EVENTS - 1)
 
 
-def process_key(client: redis.Redis, ns: str, symbol: str, tf: str) -> KeyOutput:
-    """Bring one symbol/timeframe's indicators up to its window, under its lock.
+def written_part(out: KeyOutput, write_from: int) -> KeyOutput:
+    """What of `out` a replay stores: its warm-up (candles opening before `write_from`) only
+    advances the indicator state."""
+    if not write_from:
+        return out
+    return KeyOutput(
+        candles=[c for c in out.candles if c.open_time >= write_from],
+        indicators=[r for r in out.indicators if r["open_time"] >= write_from],
+        signals=[r for r in out.signals if r["time"] >= write_from],
+        patterns=[r for r in out.patterns if r["time"] >= write_from])
+
+
+def process_key(client: redis.Redis, ns: str, symbol: str, tf: str,
+                write_from: int = 0) -> KeyOutput:
+    """Bring one symbol/timeframe's indicators up to its window, under its lock; store and
+    publish what opens at or after `write_from`.
 
     The database is written before the new engine state is stored: if the database is down,
     the task fails with the state unchanged and its retry computes the same rows again.
@@ -131,11 +149,12 @@ def process_key(client: redis.Redis, ns: str, symbol: str, tf: str) -> KeyOutput
         raw = client.get(state_key)
         state = None if raw is None else orjson.loads(raw)
         new_state, out = advance(state, _window(client, ns, symbol, tf))
+        out = written_part(out, write_from)
         if out.indicators:
             with database() as conn:
-                upsert_indicators(conn, out.indicators, run_id=ns)
-                insert_signals(conn, out.signals, run_id=ns)
-                insert_patterns(conn, out.patterns, run_id=ns)
+                rows_written("indicators", upsert_indicators(conn, out.indicators, run_id=ns))
+                rows_written("signals", insert_signals(conn, out.signals, run_id=ns))
+                rows_written("patterns", insert_patterns(conn, out.patterns, run_id=ns))
         pipe = client.pipeline(transaction=True)
         pipe.set(state_key, orjson.dumps(new_state))
         _publish(pipe, ns, symbol, tf, out)
@@ -146,14 +165,19 @@ def process_key(client: redis.Redis, ns: str, symbol: str, tf: str) -> KeyOutput
 @app.task(name="alphaplus.candles_closed",
           autoretry_for=(*RETRYABLE, redis.exceptions.LockError), retry_backoff=True,
           retry_backoff_max=60, retry_jitter=True, max_retries=None, bind=True)
-def candles_closed(self: Task, ns: str, candles: list[dict[str, Any]]) -> int:
+def candles_closed(self: Task, ns: str, candles: list[dict[str, Any]],
+                   write_from: int = 0) -> int:
     """Closed (or amended) candles of one stream batch: store them, then indicators,
-    signals and patterns for every symbol/timeframe they touch."""
+    signals and patterns for every symbol/timeframe they touch. A replay's warm-up candles
+    (opening before `write_from`) only advance the indicators."""
     closed = [Candle(**c) for c in candles]
-    with database() as conn:
-        upsert_candles(conn, closed, run_id=ns)  # amended ones replace their first version
+    stored = [c for c in closed if c.open_time >= write_from]
+    if stored:
+        with database() as conn:
+            # Amended candles replace their first version.
+            rows_written("candles", upsert_candles(conn, stored, run_id=ns))
     client = redis_client()
     for symbol, tf in sorted({(c.symbol, c.timeframe) for c in closed}):
-        process_key(client, ns, symbol, tf)
+        process_key(client, ns, symbol, tf, write_from)
     task_done(client, ns, self.request.id)
     return len(closed)

@@ -17,6 +17,7 @@ from core.models import SCHEMA_VERSION, TradeRecord
 from core.timeframes import TIMEFRAME_MS
 from workers.celery_app import app
 from workers.stream.outbox import task_done
+from workers.tasks.observe import rows_written
 from workers.tasks.resources import RETRYABLE, database, redis_client, settings
 
 # Row shape sent by the stream stage (workers/stream/handoff.py: trade_rows).
@@ -34,6 +35,7 @@ def records(rows: list[Row]) -> list[TradeRecord]:
 def persist_trades(self: Task, ns: str, rows: list[Row]) -> int:
     with database() as conn:
         written = write_trades(conn, records(rows), run_id=ns)
+    rows_written("trades", written)
     task_done(redis_client(), ns, self.request.id)
     return written
 
@@ -87,5 +89,6 @@ def amend(conn: PGConnection, ns: str, rows: list[Row], timeframes: tuple[str, .
 def amend_late_trades(self: Task, ns: str, rows: list[Row]) -> int:
     with database() as conn:
         amended = amend(conn, ns, rows, settings().timeframes)
+    rows_written("trades", amended)
     task_done(redis_client(), ns, self.request.id)
     return amended

@@ -26,10 +26,12 @@ from workers.tasks.resources import settings
 def replay(self: Task, run_id: str, from_ms: int, to_ms: int,
            symbols: list[str] | None = None, speed: str | float | None = None,
            timeframes: list[str] | None = None, persist_trades: bool = False,
+           warmup: str | int | None = None,
            task_timeout_s: float = DEFAULT_TASK_TIMEOUT_S) -> dict[str, Any]:
     """Replay market.trades of [from_ms, to_ms) into the namespace `run_id`; returns the
     final status (docs/REPLAY.md)."""
-    request = make_request(run_id, from_ms, to_ms, symbols, speed, timeframes, persist_trades)
+    request = make_request(run_id, from_ms, to_ms, symbols, speed, timeframes, persist_trades,
+                           warmup)
     # The worker's long-lived objects out of the collector's reach while it runs, as in
     # `alphaplus replay` and `alphaplus stream` (the reading phase runs ~40% faster); given
     # back afterwards, so that what a replay leaves behind can still be collected.

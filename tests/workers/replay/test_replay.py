@@ -30,6 +30,9 @@ from tests.workers.replay.rows import (
     expected_candles,
     in_range,
     run_rows,
+    stored_candles,
+    warmed_candles,
+    written,
 )
 from workers.celery_app import make_app
 from workers.replay.job import Replay
@@ -56,11 +59,11 @@ def replay(settings: Settings, run_id: str, from_ms: int = FROM_MS, to_ms: int =
     return Replay(settings, make_app(settings), request, task_timeout_s=60).run()
 
 
-def test_a_replay_gives_the_candles_and_indicators_of_its_range_only(
+def test_without_a_warm_up_a_replay_gives_the_candles_and_indicators_of_its_range_only(
         replay_settings: Settings, topic_trades: list[Trade], worker: Processes,
         run_ids: Callable[[str], str], db: PGConnection, redis_url: str) -> None:
     run_id = run_ids("range")
-    status = replay(replay_settings, run_id)
+    status = replay(replay_settings, run_id, warmup="none")
 
     inside = in_range(topic_trades, FROM_MS, TO_MS)
     n_inside = sum(len(t) for t in inside.values())
@@ -79,9 +82,7 @@ def test_a_replay_gives_the_candles_and_indicators_of_its_range_only(
 
     rows = run_rows(db, run_id)
     assert rows["trades"] == []  # not persisted unless asked
-    stored: dict[tuple[str, str], list[Candle]] = {}
-    for row in rows["candles"]:
-        stored.setdefault((row[0], row[1]), []).append(Candle(*row))
+    stored = stored_candles(rows)
     assert set(stored) == set(want)
     for key, candles in want.items():
         assert_same(stored[key], candles)
@@ -104,6 +105,41 @@ def test_a_replay_gives_the_candles_and_indicators_of_its_range_only(
     assert_same([forming], [last])
     assert stored_status is not None and stored_status.state == "done"
     assert stored_status.trades == n_inside
+
+
+def test_a_warmed_up_replay_writes_its_range_with_the_indicators_of_the_whole_history(
+        replay_settings: Settings, topic_trades: list[Trade], worker: Processes,
+        run_ids: Callable[[str], str], db: PGConnection, redis_url: str) -> None:
+    """The default warm-up reads the topic from its start: the candles opening before the
+    range feed the indicators and are stored nowhere."""
+    run_id = run_ids("warm")
+    status = replay(replay_settings, run_id)
+    assert status.state == "done", status.error
+    built = warmed_candles(topic_trades, FROM_MS, TO_MS, ALL)
+    want = written(built, FROM_MS)
+    assert status.trades == sum(1 for t in topic_trades if t["ts"] < TO_MS)
+    slack = replay_settings.late_grace_ms
+    assert status.skipped == sum(1 for t in topic_trades if TO_MS <= t["ts"] < TO_MS + slack)
+
+    rows = run_rows(db, run_id)
+    stored = stored_candles(rows)
+    assert set(stored) == set(want)
+    for key, candles in want.items():
+        assert_same(stored[key], candles)
+    # The first stored 1m candle is the first one opening at or after the range's start,
+    # complete (it holds no trade before its minute began, nor lacks one).
+    assert stored["BTCUSDT", "1m"][0].open_time == FROM_MS - FROM_MS % MIN + MIN
+    assert_indicators_of_one_pass(db, run_id, built, written_from=FROM_MS)
+    assert all(int(r[2]) >= FROM_MS for table in ("signals", "patterns") for r in rows[table])
+    assert rows["signals"]
+
+    client = redis.Redis.from_url(redis_url)
+    try:  # the warm-up's candles are gone from the run's windows once its tasks are done
+        oldest = client.zrange(redis_keys.candle_window(run_id, "BTCUSDT", "1m"), 0, 0,
+                               withscores=True)
+    finally:
+        client.close()
+    assert oldest and float(oldest[0][1]) >= FROM_MS
 
 
 def cli(procs: Processes, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -130,7 +166,7 @@ def test_the_same_range_twice_gives_identical_candles_indicators_and_signals(
 
     a, b = run_rows(db, first), run_rows(db, second)
     assert a == b
-    want = expected_candles(topic_trades, FROM_MS, TO_MS, ALL)
+    want = written(warmed_candles(topic_trades, FROM_MS, TO_MS, ALL), FROM_MS)
     assert len(a["candles"]) == sum(len(c) for c in want.values())
     assert len(a["indicators"]) == len(a["candles"])
     assert a["signals"] and a["patterns"]  # something to compare
@@ -164,9 +200,10 @@ def test_a_replay_leaves_the_live_run_untouched_and_matches_what_it_stored(
         namespace: str, run_ids: Callable[[str], str], db: PGConnection,
         redis_url: str) -> None:
     """The test's namespace plays the live pipeline: the stream stage over the whole topic,
-    then a replay of its first two hours. The live keys and rows stay exactly as they were,
-    and the replay's candles, indicators, signals and patterns equal the live ones of the
-    same candles (the parity of issue 5: the same code, the same values)."""
+    then replays of its first two hours and of a range starting half an hour into it. The live
+    keys and rows stay exactly as they were, and the replays' candles, indicators, signals and
+    patterns equal the live ones of the same candles (the parity of issue 5: the same code,
+    the same values; the warm-up gives the later range the history live had)."""
     from tests.workers.test_stream_stage import run_stage
 
     live = run_stage(replay_settings, namespace, len(topic_trades))
@@ -188,7 +225,7 @@ def test_a_replay_leaves_the_live_run_untouched_and_matches_what_it_stored(
     assert live_rows["trades"] and live_rows["signals"] and live_candles_topic
 
     run_id = run_ids("parity")
-    to_ms = START_MS + 2 * HOUR  # the topic's start to midnight: every candle complete
+    to_ms = START_MS + 2 * HOUR  # the topic's start to midnight
     status = replay(replay_settings, run_id, START_MS, to_ms)
     assert status.state == "done", status.error
 
@@ -200,12 +237,26 @@ def test_a_replay_leaves_the_live_run_untouched_and_matches_what_it_stored(
     mine = run_rows(db, run_id)
     assert mine["candles"]
     ranges = {(r[0], r[1], r[2]) for r in mine["candles"]}
-    # Every live candle that ends by the range's end was replayed, with the same values.
-    assert mine["candles"] == [r for r in live_rows["candles"] if r[3] < to_ms]
+    # Every live candle of the range that ends by its end was replayed, with the same values
+    # (not the day's and 4 hours' that opened before the topic's first trade: a replay
+    # with a warm-up writes the candles opening in its range).
+    assert mine["candles"] == [r for r in live_rows["candles"]
+                               if r[2] >= START_MS and r[3] < to_ms]
     for table in ("indicators", "signals", "patterns"):
         assert mine[table] == [r for r in live_rows[table] if (r[0], r[1], r[2]) in ranges], (
             table)
     assert mine["signals"]
+
+    later = replay(replay_settings, run_ids("parity-later"), FROM_MS, to_ms)
+    assert later.state == "done", later.error
+    theirs = run_rows(db, later.run_id)
+    assert theirs["candles"] == [r for r in live_rows["candles"]
+                                 if r[2] >= FROM_MS and r[3] < to_ms]
+    ranges = {(r[0], r[1], r[2]) for r in theirs["candles"]}
+    for table in ("indicators", "signals", "patterns"):
+        assert theirs[table] == [r for r in live_rows[table]
+                                 if (r[0], r[1], r[2]) in ranges], table
+    assert theirs["signals"] and len(theirs["signals"]) < len(mine["signals"])
 
 
 def test_the_indicator_tasks_never_lose_a_candle_to_a_small_window(
@@ -234,7 +285,9 @@ def test_a_speed_paces_the_replay_by_trade_time(
         replay_settings: Settings, topic_trades: list[Trade], worker: Processes,
         run_ids: Callable[[str], str]) -> None:
     from_ms = START_MS + 10 * MIN
-    status = replay(replay_settings, run_ids("paced"), from_ms, from_ms + 20_000, speed="10")
+    # No warm-up: it runs at full speed, and would blur the pace measured here.
+    status = replay(replay_settings, run_ids("paced"), from_ms, from_ms + 20_000, speed="10",
+                    warmup="none")
     assert status.state == "done", status.error
     assert status.trades == sum(len(t) for t in in_range(topic_trades, from_ms,
                                                          from_ms + 20_000).values())
@@ -289,3 +342,25 @@ def test_a_request_gets_a_fresh_run_id_and_normalised_fields() -> None:
     assert request.symbols == ("BTCUSDT", "ETHUSDT")
     assert request.speed == 0.0 and request.timeframes == ("1m", "1h")
     assert make_request("x", 1, 2, speed="10x").speed == 10.0
+
+
+@pytest.mark.parametrize(("warmup", "warmup_ms", "read_from_ms"), [
+    (None, None, 0), ("all", None, 0), (" ALL ", None, 0), ("none", 0, 5 * HOUR),
+    ("0", 0, 5 * HOUR), (0, 0, 5 * HOUR), ("90m", 90 * MIN, 5 * HOUR - 90 * MIN),
+    ("2h", 2 * HOUR, 3 * HOUR), ("2d", 48 * HOUR, 0), ("1500ms", 1500, 5 * HOUR - 1500),
+    (60_000, MIN, 5 * HOUR - MIN),
+])
+def test_a_warm_up_is_all_none_or_a_duration(warmup: str | int | None, warmup_ms: int | None,
+                                             read_from_ms: int) -> None:
+    request = make_request("x", 5 * HOUR, 6 * HOUR, warmup=warmup)
+    assert request.warmup_ms == warmup_ms
+    assert request.read_from_ms == read_from_ms  # never before the epoch
+    # The Celery task gets it back the same.
+    again = make_request("x", 5 * HOUR, 6 * HOUR, warmup=request.task_kwargs()["warmup"])
+    assert again == request
+
+
+@pytest.mark.parametrize("warmup", ["6 hours", "-1h", "1w", "h", "1.5h", -5, True])
+def test_a_bad_warm_up_says_what_is_allowed(warmup: object) -> None:
+    with pytest.raises(BadReplay, match="warm-up"):
+        make_request("x", 1, 2, warmup=warmup)  # type: ignore[arg-type]
