@@ -14,21 +14,31 @@ Measured per run, over --seconds after --warmup:
   * messages/s delivered to all clients, and the share of the expected count (latest-wins
     coalescing delivers fewer under overload, by design, and says so);
   * the server's CPU (its share of one core, and CPU µs per delivered message) and memory per
-    connection: its RSS after every client connected and subscribed minus before, / N.
+    connection: its RSS after every client connected and subscribed minus before, / N;
+  * the hub's own p99 (its /stats `p99_latency_ms`: update received from Redis -> written to
+    the socket, over its last 10,000 records), which leaves out the clients' share of the
+    delay (they share the cores).
 
-Beside it, the same run against a naive baseline in the same process layout: a bare Starlette
-WebSocket endpoint whose pub/sub handler sends every update to every subscribed connection in
-turn (`await websocket.send_json(...)`: serialised per client, no queue). DESIGN.md's reference
-for the raw send cost is ~11-14 µs per client per message.
+Beside it, in the same process layout and alternating with it (modes, --modes):
+  * hub    the hub as served: each update framed once and written straight to every
+           client's transport (api/ws/direct.py);
+  * asgi   the same hub with the direct path off (`Hub(direct_write=False)`): every message
+           through ASGI `send` -> uvicorn -> websockets' framing, the path before direct writes;
+  * naive  a bare Starlette WebSocket endpoint whose pub/sub handler sends every update to every
+           subscribed connection in turn (`await websocket.send_json(...)`: serialised per
+           client, no queue). DESIGN.md's reference for the raw send cost is ~11-14 µs per
+           client per message.
 
 Processes (2 cores here, so they compete: read ratios): the server (started from this script
 with RLIMIT_NOFILE raised to its hard limit), the publisher, and --client-procs client
-processes, each holding its share of the connections on one asyncio loop through a minimal
+processes, each holding its share of the connections on one event loop (--client-loop,
+uvloop unless told otherwise; the server runs uvicorn's default, uvloop) through a minimal
 WebSocket client (an asyncio.Protocol that parses frames itself and answers pings: a few µs a
 message, so the clients' own cost stays small beside the server's).
 
     .venv/bin/python benchmarks/ws_fanout.py                         # 1,000 then 10,000
     .venv/bin/python benchmarks/ws_fanout.py --clients 1000 --repeats 3 --seconds 10
+    .venv/bin/python benchmarks/ws_fanout.py --modes hub asgi          # direct vs ASGI only
 """
 
 from __future__ import annotations
@@ -52,7 +62,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import orjson
@@ -71,9 +81,10 @@ SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "ADAUSDT", "DO
 TIMEFRAMES = ("1m", "5m", "15m", "1h", "4h", "1d")
 THROTTLE_S = 0.1
 TARGET_P99_MS = {1000: 20.0, 10000: 100.0}
+MODES = ("hub", "asgi", "naive")
 #: Counters of the server's /stats shown per run (those that are not zero).
-SERVER_FIGURES = ("coalesced_updates", "coalesced_messages", "dropped_messages",
-                  "slow_disconnects", "errors_count")
+SERVER_FIGURES = ("direct_connections", "coalesced_updates", "coalesced_messages",
+                  "dropped_messages", "slow_disconnects", "errors_count")
 
 
 def raise_nofile() -> int:
@@ -90,7 +101,7 @@ def streams_for(n: int) -> list[str]:
 
 
 # -- the server process ---------------------------------------------------------------------
-def hub_app(redis_url: str, ns: str) -> Any:
+def hub_app(redis_url: str, ns: str, direct_write: bool) -> Any:
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse
@@ -102,7 +113,7 @@ def hub_app(redis_url: str, ns: str) -> Any:
 
     settings = Settings.from_env(environ={}, env_file=None).replace(
         redis_url=redis_url, symbols=SYMBOLS, timeframes=TIMEFRAMES, ws_max_streams=10)
-    hub = Hub(settings)
+    hub = Hub(settings, direct_write=direct_write)
     listener = UpdateListener(redis_url, ns, [hub.on_update])
 
     @asynccontextmanager
@@ -183,7 +194,7 @@ def server_main(mode: str, port: int, redis_url: str, ns: str) -> None:
     from core.settings import Settings
 
     raise_nofile()
-    app = hub_app(redis_url, ns) if mode == "hub" else naive_app(redis_url, ns)
+    app = naive_app(redis_url, ns) if mode == "naive" else hub_app(redis_url, ns, mode == "hub")
     options = uvicorn_ws_options(Settings.from_env(environ={}, env_file=None))
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                             access_log=False, lifespan="on", backlog=4096, **options)
@@ -297,13 +308,13 @@ class WsClient(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, only alike.
+        self.transport = cast(asyncio.Transport, transport)
         key = base64.b64encode(os.urandom(16)).decode()
-        transport.write((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
-                         "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                         f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-                         ).encode())
+        self.transport.write((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+                              "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                              f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                              ).encode())
 
     def send(self, opcode: int, payload: bytes) -> None:
         mask = os.urandom(4)
@@ -391,9 +402,14 @@ async def clients_run(port: int, streams: list[str], ctl: Connection) -> Sink:
     return sink
 
 
-def client_main(port: int, streams: list[str], ctl: Connection) -> None:
+def client_main(port: int, streams: list[str], ctl: Connection, loop: str) -> None:
     raise_nofile()
-    sink = asyncio.run(clients_run(port, streams, ctl))
+    if loop == "uvloop":
+        import uvloop
+
+        sink = uvloop.run(clients_run(port, streams, ctl))
+    else:
+        sink = asyncio.run(clients_run(port, streams, ctl))
     ctl.send((sink.latency_ms.tobytes(), sink.in_window, sink.total, sink.closed))
 
 
@@ -429,7 +445,8 @@ def run_once(mode: str, n: int, procs: int, args: argparse.Namespace, ns: str,
         pipes = []
         for i in range(procs):
             parent, child = ctx.Pipe()
-            p = ctx.Process(target=client_main, args=(server.port, streams[i::procs], child))
+            p = ctx.Process(target=client_main,
+                            args=(server.port, streams[i::procs], child, args.client_loop))
             p.start()
             children.append(p)
             pipes.append(parent)
@@ -503,15 +520,18 @@ def show(r: Result) -> str:
             f"expected)  server CPU {r.cpu_share:5.0%} = {r.cpu_us_per_msg:5.1f} µs/msg  "
             f"{r.kib_per_conn:5.1f} KiB/conn  connect {r.connect_s:5.1f} s  clients+publisher "
             f"CPU {r.clients_cpu_share:4.0%}" + (f"  closed {r.closed}" if r.closed else "")
+            + (f"  hub's own p99 {r.server_stats['p99_latency_ms']:.1f} ms"
+               if "p99_latency_ms" in r.server_stats else "")
             + "".join(f"  {k} {r.server_stats[k]}" for k in SERVER_FIGURES
                       if r.server_stats.get(k)))
 
 
 def summary(results: list[Result]) -> None:
-    print("\nMedians (hub vs naive baseline, same runs):")
+    print("\nMedians (hub = direct writes, asgi = the same hub through ASGI send, naive "
+          "baseline; same runs):")
     for n in sorted({r.n for r in results}):
         rows: dict[str, dict[str, float]] = {}
-        for mode in ("hub", "naive"):
+        for mode in MODES:
             mine = [r for r in results if r.mode == mode and r.n == n]
             if not mine:
                 continue
@@ -526,11 +546,15 @@ def summary(results: list[Result]) -> None:
                   f"{m['msgs_per_s']:9.0f} msg/s ({m['delivered_share']:6.1%})  "
                   f"{m['cpu_us_per_msg']:5.1f} µs/msg  {m['kib_per_conn']:5.1f} KiB/conn"
                   + verdict)
-        if len(rows) == 2:
-            hub, naive = rows["hub"], rows["naive"]
-            print(f"  N={n:6d} ratios naive/hub: p50 {naive['p50_ms'] / hub['p50_ms']:.2f}x  "
-                  f"p99 {naive['p99_ms'] / hub['p99_ms']:.2f}x  CPU per message "
-                  f"{naive['cpu_us_per_msg'] / hub['cpu_us_per_msg']:.2f}x")
+        hub = rows.get("hub")
+        for other in ("asgi", "naive"):
+            base = rows.get(other)
+            if hub is None or base is None:
+                continue
+            print(f"  N={n:6d} ratios {other}/hub: p50 {base['p50_ms'] / hub['p50_ms']:.2f}x  "
+                  f"p99 {base['p99_ms'] / hub['p99_ms']:.2f}x  delivered "
+                  f"{base['msgs_per_s'] / hub['msgs_per_s']:.2f}x  CPU per message "
+                  f"{base['cpu_us_per_msg'] / hub['cpu_us_per_msg']:.2f}x")
 
 
 def main() -> None:
@@ -540,11 +564,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--client-procs", type=int, default=3)
+    parser.add_argument("--client-loop", choices=["uvloop", "asyncio"], default="uvloop",
+                        help="the clients' event loop (uvloop: the load generator's own cost "
+                        "per message is lower; it shares the cores with the server)")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--modes", nargs="+", default=["hub", "naive"],
-                        choices=["hub", "naive"])
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES,
+                        help="hub: direct writes; asgi: the hub through ASGI send; naive: "
+                        "send_json to each subscriber in turn (default: all three)")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--log", type=Path, default=Path("/tmp/ws_fanout_server.log"))
     args = parser.parse_args()

@@ -12,7 +12,8 @@ candle's intermediate states are skipped when the fan-out is behind, while the f
 every candle (the closed kline, each candle's indicator values) is always delivered. Signals
 and patterns are never replaced.
 
-Fanning out one update: it is serialised once, and handed to each subscriber of its stream
+Fanning out one update: it is serialised once, framed once (api/ws/direct.py: the same bytes
+serve every client written to directly), and handed to each subscriber of its stream
 (api/ws/client.py: written at once when the client's socket takes it, else queued for the
 client's own task, with the same latest-wins rule).
 """
@@ -27,7 +28,8 @@ from collections import deque
 
 from api.updates import Update
 from api.ws import protocol
-from api.ws.client import Client
+from api.ws.client import Client, deliver
+from api.ws.direct import text_frame
 from api.ws.protocol import CATEGORY_OF_KIND, TIMEFRAME_KINDS
 from api.ws.stats import HubStats
 
@@ -129,7 +131,9 @@ class FanOut:
             log.warning("dropped an update of %s: its payload is not UTF-8", stream)
             return
         text = protocol.push(stream, payload, time.time() * 1000)
+        frame = text_frame(text.encode())
         category = CATEGORY_OF_KIND[update.kind]
         received = update.received
-        for client in tuple(subscribers):  # a copy: nothing a push does may break the loop
-            client.push(stream, text, received, category, waiting.candle)
+        # A copy of the subscribers: nothing a push does may break the loop.
+        deliver(tuple(subscribers), stream, text, frame, received, category, waiting.candle,
+                self._counters)

@@ -4,10 +4,12 @@ One hub per API process (each process has its own pub/sub listener feeding it), 
 scales with processes and nothing here is shared between them. The protocol is described in
 api/ws/protocol.py.
 
-Updates go through api/ws/fanout.py: serialised once per update (one str shared by every
+Updates go through api/ws/fanout.py: serialised and framed once per update (shared by every
 subscriber) and handed to the subscribers of its stream only (a dict stream -> set of
-clients); the fan-out never awaits a socket. A sweeper closes clients that stay stalled (queue
-full, or socket not taking data) for `ws_slow_close_s`.
+clients); the fan-out never awaits a socket. Under uvicorn's websockets-sansio, messages are
+written to each client's transport directly (api/ws/direct.py); elsewhere, through ASGI. A
+sweeper closes clients that stay stalled (queue full, or socket not taking data) for
+`ws_slow_close_s`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from starlette.websockets import WebSocket
 from api.updates import Update
 from api.ws import protocol
 from api.ws.client import Client
+from api.ws.direct import writer_for
 from api.ws.fanout import FanOut
 from api.ws.protocol import CATEGORY_NAMES, LIMIT_NAMES, ErrorCode, ProtocolError
 from api.ws.stats import HubStats, observe
@@ -39,8 +42,11 @@ CLOSE_WAIT_S = 2.0
 
 
 class Hub:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, direct_write: bool = True) -> None:
+        """`direct_write=False`: every message through ASGI `send` even where the transport
+        could be written to (the benchmark's baseline)."""
         self.settings = settings
+        self.direct_write = direct_write
         self.catalog = protocol.StreamCatalog(settings.symbols, settings.timeframes)
         self.counters = HubStats()
         self._clients: set[Client] = set()
@@ -69,7 +75,8 @@ class Hub:
             return
         await websocket.accept()
         s = self.settings
-        client = Client(websocket, self.counters, s.ws_queue_size, s.ws_requests_per_s)
+        direct = writer_for(websocket) if self.direct_write else None
+        client = Client(websocket, self.counters, s.ws_queue_size, s.ws_requests_per_s, direct)
         self._clients.add(client)
         self.counters.connections_total += 1
         self._start_sweeper()
@@ -233,6 +240,7 @@ class Hub:
         c = self.counters
         return {
             "active_connections": len(self._clients),
+            "direct_connections": sum(1 for cl in self._clients if cl.direct is not None),
             "total_messages_sent": c.sent,
             "avg_latency_ms": round(c.avg_ms(), 3),
             "p99_latency_ms": round(c.p99_ms(), 3),

@@ -64,6 +64,8 @@ Closes by the server (code, reason)
     1001 "server shutting down"
     1011 "keepalive ping timeout": see heartbeats
     1009 a frame above 64 KiB (api/ws/serving.py)
+    1007 a text frame that is not UTF-8 (the WebSocket protocol's own rule, applied before
+         the request is read; the same bytes in a binary frame get error 1)
 
 Heartbeats
     WebSocket ping frames, sent by the server (uvicorn) every `ALPHAPLUS_WS_PING_INTERVAL_S`;

@@ -24,7 +24,8 @@ def uvicorn_ws_options(settings: Settings) -> UvicornWsOptions:
     interval = settings.ws_ping_interval_s
     return {
         # The sans-I/O websockets implementation: it answers client pings itself and sends
-        # the keepalive pings below.
+        # the keepalive pings below; the hub writes its frames to this implementation's
+        # transport directly (api/ws/direct.py; any other one gets the ASGI path).
         "ws": "websockets-sansio",
         "ws_max_size": max(FRAME_LIMIT_BYTES, settings.ws_max_message_bytes),
         # A ping every interval; a client that answers none is dropped (1011) two intervals
@@ -32,7 +33,8 @@ def uvicorn_ws_options(settings: Settings) -> UvicornWsOptions:
         "ws_ping_interval": interval,
         "ws_ping_timeout": 2 * interval,
         # Deflate compresses every message once per client: it about doubles the cost of
-        # the fan-out, and the messages are small.
+        # the fan-out, the messages are small, and a compressed connection cannot take the
+        # shared pre-built frames (it would fall back to ASGI send).
         "ws_per_message_deflate": False,
     }
 

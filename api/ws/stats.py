@@ -27,7 +27,8 @@ from api.ws.protocol import CATEGORY_NAMES
 #: Send latency buckets (seconds): update received by the listener -> written to the socket.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                    2.5, 5.0)
-#: Sends the p99 in the stats is taken over.
+#: Records the p99 in the stats is taken over (one record: one send, or the sends of one
+#: update's fan-out, written together).
 RECENT = 10_000
 
 
@@ -40,7 +41,7 @@ class HubStats:
         self.sent = 0
         self.latency_sum = 0.0
         self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
-        self.recent: deque[float] = deque(maxlen=RECENT)
+        self.recent: deque[tuple[float, int]] = deque(maxlen=RECENT)  # (latency, sends)
         self.updates = 0  # updates the hub was handed
         self.coalesced_updates = 0  # updates replaced by a newer one before their fan-out
         self.coalesced = 0  # queued messages replaced by a newer one of the same stream
@@ -51,17 +52,27 @@ class HubStats:
         self.disconnects: Counter[str] = Counter()
         self.violations: Counter[str] = Counter()
 
-    def record(self, latency: float) -> None:
-        self.sent += 1
-        self.latency_sum += latency
-        self.buckets[bisect_left(LATENCY_BUCKETS, latency)] += 1
-        self.recent.append(latency)
+    def record(self, latency: float, sends: int = 1) -> None:
+        """`sends` messages written `latency` seconds after their update was received (a
+        fan-out's direct writes are recorded together, with the latency of the last one:
+        api/ws/client.py `deliver`)."""
+        self.sent += sends
+        self.latency_sum += latency * sends
+        self.buckets[bisect_left(LATENCY_BUCKETS, latency)] += sends
+        self.recent.append((latency, sends))
 
     def p99_ms(self) -> float:
+        """The 99th percentile of the recent records' latencies, each weighted by its sends."""
         if not self.recent:
             return 0.0
         ordered = sorted(self.recent)
-        return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
+        rank = int(sum(n for _, n in ordered) * 0.99)
+        seen = 0
+        for latency, sends in ordered:
+            seen += sends
+            if seen > rank:
+                return latency * 1000
+        return ordered[-1][0] * 1000
 
     def avg_ms(self) -> float:
         return self.latency_sum / self.sent * 1000 if self.sent else 0.0

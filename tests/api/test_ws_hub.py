@@ -41,15 +41,17 @@ T = TypeVar("T")
 class HubServer:
     """uvicorn in a thread serving `/ws` from a hub that a listener on `ns` feeds."""
 
-    def __init__(self, settings: Settings, ns: str, send_buffer: int | None = None) -> None:
-        self.hub = Hub(settings)
+    def __init__(self, settings: Settings, ns: str, send_buffer: int | None = None,
+                 direct_write: bool = True, **uvicorn_options: Any) -> None:
+        self.hub = Hub(settings, direct_write=direct_write)
         self.listener = UpdateListener(settings.redis_url, ns, [self.hub.on_update])
         self.loop: asyncio.AbstractEventLoop | None = None
         self.port = free_port()
         self.url = f"ws://127.0.0.1:{self.port}/ws"
         app = Starlette(routes=[WebSocketRoute("/ws", self.hub.serve)], lifespan=self._lifespan)
+        options: dict[str, Any] = {**uvicorn_ws_options(settings), **uvicorn_options}
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="on", **uvicorn_ws_options(settings))
+                                lifespan="on", **options)
         self.server = uvicorn.Server(config)
         # The listening socket is ours so that its send buffer size can be fixed (accepted
         # sockets inherit it): Linux otherwise grows it to megabytes, which a client that
@@ -106,8 +108,9 @@ def base_settings(redis_url: str) -> Settings:
 
 
 @contextmanager
-def serving(settings: Settings, ns: str, send_buffer: int | None = None) -> Iterator[HubServer]:
-    server = HubServer(settings, ns, send_buffer).start()
+def serving(settings: Settings, ns: str, send_buffer: int | None = None,
+            direct_write: bool = True, **uvicorn_options: Any) -> Iterator[HubServer]:
+    server = HubServer(settings, ns, send_buffer, direct_write, **uvicorn_options).start()
     try:
         yield server
     finally:
@@ -379,8 +382,9 @@ async def test_latest_wins_for_a_client_that_does_not_read(
         await publisher.aclose()
 
 
+@pytest.mark.parametrize("direct_write", [True, False], ids=["direct", "asgi"])
 async def test_latest_wins_in_the_queue_of_a_client_whose_socket_is_full(
-        base_settings: Settings, namespace: str, redis_url: str) -> None:
+        base_settings: Settings, namespace: str, redis_url: str, direct_write: bool) -> None:
     """Big signals fill the client's path first; kline states then arrive one by one (the
     fan-out keeps up) and wait in the client's own queue: same-candle states replace each
     other there, a closed candle is never replaced by the next candle."""
@@ -390,11 +394,13 @@ async def test_latest_wins_in_the_queue_of_a_client_whose_socket_is_full(
     signals = redis_keys.channel(namespace, "signals", "BTCUSDT", "1m")
     candles, states = 6, 100
     try:
-        with serving(settings, namespace, send_buffer=4096) as server:
+        with serving(settings, namespace, send_buffer=4096,
+                     direct_write=direct_write) as server:
             sock = small_buffer_socket(server.port)
             async with connect(server.url, sock=sock, max_queue=1, max_size=None) as ws:
                 assert (await ask(ws, "SUBSCRIBE", ["btcusdt@kline_1m", "btcusdt@signals"])
                         )["result"] is None
+                assert server.stats()["direct_connections"] == int(direct_write)
                 for i in range(10):
                     await publisher.publish(signals, orjson.dumps({"n": i, "pad": "x" * 30_000}))
                 await until(lambda: server.stats()["queue_sizes"]["signals"] > 0)
@@ -421,8 +427,9 @@ async def test_latest_wins_in_the_queue_of_a_client_whose_socket_is_full(
         await publisher.aclose()
 
 
+@pytest.mark.parametrize("direct_write", [True, False], ids=["direct", "asgi"])
 async def test_a_slow_client_is_closed_and_others_stay_on_time(
-        base_settings: Settings, namespace: str, redis_url: str) -> None:
+        base_settings: Settings, namespace: str, redis_url: str, direct_write: bool) -> None:
     settings = base_settings.replace(ws_queue_size=16, ws_slow_close_s=0.5)
     publisher = aioredis.Redis.from_url(redis_url)
     timeframes = settings.timeframes
@@ -453,7 +460,8 @@ async def test_a_slow_client_is_closed_and_others_stay_on_time(
         return signals, klines
 
     try:
-        with serving(settings, namespace, send_buffer=4096) as server:
+        with serving(settings, namespace, send_buffer=4096,
+                     direct_write=direct_write) as server:
             async with connect(server.url) as normal, \
                     connect(server.url, sock=small_buffer_socket(server.port), max_queue=1) \
                     as slow_events, \
@@ -464,6 +472,7 @@ async def test_a_slow_client_is_closed_and_others_stay_on_time(
                 assert (await ask(slow_events, "SUBSCRIBE", ["btcusdt@signals"]))["id"] == 1
                 assert (await ask(slow_kline, "SUBSCRIBE",
                                   [f"btcusdt@kline_{tf}" for tf in timeframes]))["id"] == 1
+                assert server.stats()["direct_connections"] == 3 * direct_write
                 last: list[int] = []
                 reader = asyncio.create_task(read(normal, last))
                 seq = 0
