@@ -21,6 +21,8 @@ DEFAULT_LIMIT = 500
 
 # Run ids (`live`, a replay's) and report ids: what core.replays and the backtest store make.
 _IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+# ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+_EPOCH_MS = re.compile(r"-?[0-9]+")
 
 
 class BadRequest(AlphaPlusError):
@@ -57,8 +59,10 @@ def time_ms(name: str, raw: str | None, default: int) -> int:
     if raw is None or raw.strip() == "":
         return default
     text = raw.strip()
-    if text.lstrip("-").isdigit():
-        value = int(text)
+    if _EPOCH_MS.fullmatch(text):
+        # More digits than any time in range can have: out of range, without int() (which
+        # refuses strings above 4,300 digits with a ValueError).
+        value = int(text) if len(text) <= 20 else MAX_TIME_MS + 1
     else:
         try:
             parsed = datetime.fromisoformat(text)
