@@ -37,6 +37,21 @@ def admin(bootstrap: str) -> AdminClient:
     return AdminClient({"bootstrap.servers": bootstrap})
 
 
+def topic_id(bootstrap: str, topic: str, timeout: float = 5.0) -> str | None:
+    """The topic's id (KIP-516): a new one each time a topic of that name is created, which
+    tells a re-created topic (offsets from 0 again) from the one a checkpoint was taken on.
+    None when the broker does not say (or the topic does not exist)."""
+    from confluent_kafka import TopicCollection
+
+    client = admin(bootstrap)  # held until the answer: a dropped client cancels its request
+    try:
+        description = client.describe_topics(TopicCollection([topic]))[topic].result(timeout)
+    except (KafkaException, TimeoutError, ValueError):
+        return None
+    value = description.topic_id
+    return None if value is None else str(value)
+
+
 def wait_for_broker(bootstrap: str, timeout: float = 10.0) -> None:
     """Return once the broker answers a metadata request, else raise `ServiceUnavailable`."""
     deadline = time.monotonic() + timeout

@@ -26,12 +26,20 @@ def make_sink(settings: Settings) -> KafkaSink:
         [settings.topic_trades, settings.topic_deadletter, settings.topic_gaps],
         settings.kafka_partitions,
     )
+    def recreate_topics() -> None:
+        # A restarted in-memory broker has lost them: back with their partition count before
+        # the new producer's first metadata request could auto-create them with another.
+        wait_for_broker(settings.kafka_bootstrap, timeout=60)
+        ensure_topics(settings.kafka_bootstrap, topics, settings.kafka_partitions)
+
+    topics = [settings.topic_trades, settings.topic_deadletter, settings.topic_gaps]
     return KafkaSink(
         settings.kafka_bootstrap,
         settings.topic_trades,
         settings.topic_deadletter,
         settings.topic_gaps,
         compression=settings.kafka_compression,
+        on_reset=recreate_topics,
     )
 
 

@@ -7,6 +7,17 @@ gone for longer than `delivery.timeout.ms`) comes back through the error-only de
 is counted and produced again, up to `max_attempts`; after that `flush()` raises rather than
 pretend it was delivered.
 
+A broker that comes back after every broker was down may have lost what it knew: the embedded
+broker (memory storage) forgets the idempotent producer's id, and librdkafka then retries
+UNKNOWN_PRODUCER_ID forever (or, in some versions, raises a fatal error that ends the producer
+for good). So after "all brokers down", once the broker answers again, and after any fatal
+error, the sink replaces its producer: it collects what the old one had not delivered (purged,
+through the delivery callback), calls `on_reset` (the runner creates the topics again with
+their configured partitions where the restarted broker has none), and produces those messages
+with a new producer. A message the old broker had stored is then sent twice; the stream stage
+drops the second by trade id. (An in-memory broker may also auto-create a topic on a client's
+metadata request first, with its own default partition count: docs/RELIABILITY.md.)
+
 Every message carries the correlation id of its batch as the header `alphaplus-cid`
 (core/logs.py): one id per `POLL_EVERY` messages and per `poll()` (a live source polls about
 once a second), shared by the messages of that batch — a header list reused as is costs
@@ -15,13 +26,14 @@ nothing measurable per message, a fresh id per message would double the produce 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from core import logs, metrics
 from core.exceptions import DeliveryError
@@ -32,6 +44,9 @@ from core.serde import encode, encode_record
 log = logging.getLogger(__name__)
 
 POLL_EVERY = 1_000
+DOWN_CHECK_S = 1.0  # how often a sink whose brokers all went down asks whether one is back
+# Delivery reports of a producer that is finished: its messages go to the replacement.
+_ENDED = (KafkaError._FATAL, KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT)
 
 
 class KafkaSink:
@@ -44,13 +59,21 @@ class KafkaSink:
         compression: str = "lz4",
         max_attempts: int = 5,
         producer_overrides: Mapping[str, Any] | None = None,
+        on_reset: Callable[[], None] | None = None,
     ) -> None:
         self._failed: list[str] = []
+        self._fatal: list[str] = []
+        self._down: list[float] = []  # when every broker went down, until the reset
+        self._last_down_check = 0.0
         config = producer_config(bootstrap, compression, **(producer_overrides or {}))
         # A callback bound to self would make producer and sink a reference cycle, keeping the
         # producer (and its broker connections) alive after the sink is dropped.
-        config["error_cb"] = functools.partial(_on_client_error, self._failed)
+        config["error_cb"] = functools.partial(_on_client_error, self._fatal, self._down)
+        self._config = config
         self._producer = Producer(config)
+        self.on_reset = on_reset
+        self.resets = 0
+        self._undelivered: list[tuple[str, bytes, bytes, int]] = []
         self.topic_trades = topic_trades
         self.topic_deadletter = topic_deadletter
         self.topic_gaps = topic_gaps
@@ -110,11 +133,15 @@ class KafkaSink:
                 break
             except BufferError:
                 # Local queue full: let librdkafka drain it, never drop.
-                self._producer.poll(0.05)
+                self._poll(0.05)
+            except KafkaException as exc:
+                if not exc.args[0].fatal():
+                    raise
+                self._reset(str(exc.args[0]))
         self._since_poll += 1
         if self._since_poll >= POLL_EVERY:
             self._since_poll = 0
-            self._producer.poll(0)
+            self._poll(0)
             self.new_batch()
 
     def _first_attempt_failed(self, err: KafkaError | None, msg: Message) -> None:
@@ -128,7 +155,12 @@ class KafkaSink:
         topic = msg.topic() or "?"
         self.delivery_errors += 1
         metrics.KAFKA_DELIVERY_ERRORS.labels(topic).inc()
-        if attempt >= self.max_attempts or err.fatal():
+        if err.fatal() or err.code() in _ENDED:
+            # Not this message's fault: the producer is done; its replacement sends it.
+            self._undelivered.append((topic, msg.key() or b"", msg.value() or b"",
+                                      msg.timestamp()[1]))
+            return
+        if attempt >= self.max_attempts:
             self._failed.append(f"{topic}: {err}")
             log.error("giving up on a message to %s after %d attempts: %s", topic, attempt, err)
             return
@@ -137,8 +169,47 @@ class KafkaSink:
         self._produce(topic, msg.key() or b"", msg.value() or b"", msg.timestamp()[1],
                       functools.partial(self._delivery_failed, attempt + 1))
 
-    def poll(self, timeout: float = 0.0) -> None:
+    def _poll(self, timeout: float) -> None:
         self._producer.poll(timeout)
+        if self._fatal:
+            self._reset(self._fatal[0])
+        elif self._down and self._broker_back():
+            self._reset("the broker is back after every broker was down")
+
+    def _broker_back(self) -> bool:
+        now = time.monotonic()
+        if now - self._last_down_check < DOWN_CHECK_S:
+            return False
+        self._last_down_check = now
+        try:
+            self._producer.list_topics(timeout=0.5)
+        except KafkaException:
+            return False
+        return True
+
+    def _reset(self, reason: str) -> None:
+        """Replace a producer that hit a fatal error; produce what it left undelivered."""
+        old = self._producer
+        # Its messages come back through the delivery callback (failed with _FATAL, or purged
+        # here), which keeps them for the new producer.
+        old.purge()
+        old.flush(1.0)
+        with contextlib.suppress(KafkaException, RuntimeError):
+            old.close()
+        self._fatal.clear()
+        self._down.clear()
+        pending, self._undelivered = self._undelivered, []
+        log.warning("kafka producer failed for good (%s): replacing it, %d messages to produce "
+                    "again", reason, len(pending))
+        if self.on_reset is not None:
+            self.on_reset()
+        self._producer = Producer(self._config)
+        self.resets += 1
+        for topic, key, value, timestamp in pending:
+            self._produce(topic, key, value, timestamp)
+
+    def poll(self, timeout: float = 0.0) -> None:
+        self._poll(timeout)
         if self._since_poll:
             self._since_poll = 0
             self.new_batch()
@@ -148,6 +219,12 @@ class KafkaSink:
         deadline = time.monotonic() + timeout
         while True:
             remaining = self._producer.flush(max(0.0, min(1.0, deadline - time.monotonic())))
+            if self._fatal or self._undelivered:
+                self._reset(self._fatal[0] if self._fatal else "messages failed for good")
+                continue
+            if self._down and self._broker_back():
+                self._reset("the broker is back after every broker was down")
+                continue
             if remaining == 0 and self._producer.flush(0) == 0:
                 break
             if time.monotonic() >= deadline:
@@ -161,7 +238,9 @@ class KafkaSink:
         self._producer.close()
 
 
-def _on_client_error(failed: list[str], err: KafkaError) -> None:
+def _on_client_error(fatal: list[str], down: list[float], err: KafkaError) -> None:
     if err.fatal():
-        failed.append(f"fatal producer error: {err}")
+        fatal.append(f"fatal producer error: {err}")
+    elif err.code() == KafkaError._ALL_BROKERS_DOWN and not down:
+        down.append(time.monotonic())
     log.warning("kafka: %s", err)

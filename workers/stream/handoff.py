@@ -7,14 +7,16 @@ task code. One task per kind per poll batch, never one per trade.
 
 from __future__ import annotations
 
+import functools
+import logging
 import time
 from typing import Any
 
 import msgspec
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from core.candles import Candle, LateTrade
-from core.kafka import producer_config
+from core.kafka import ensure_topics, producer_config, wait_for_broker
 from core.models import TradeRecord
 from core.serde import dead_letter, encode
 from core.settings import Settings
@@ -26,6 +28,7 @@ TASK_TRADES = "alphaplus.persist_trades"
 TASK_LATE = "alphaplus.amend_late_trades"
 
 _encode = msgspec.json.Encoder().encode
+log = logging.getLogger(__name__)
 
 
 def trade_rows(trades: list[TradeRecord]) -> list[list[Any]]:
@@ -49,8 +52,11 @@ class Handoff:
         self.produce_candles = produce_candles
         self.dead_letters = dead_letters
         self.persist_trades = persist_trades
-        self.producer = Producer(producer_config(settings.kafka_bootstrap,
-                                                 settings.kafka_compression, **{"linger.ms": 5}))
+        self._fatal: list[str] = []
+        self._config = producer_config(settings.kafka_bootstrap, settings.kafka_compression,
+                                       **{"linger.ms": 5})
+        self._config["error_cb"] = functools.partial(_on_client_error, self._fatal)
+        self.producer = Producer(self._config)
         self.tasks_sent = 0
         self.cid: str | None = None  # of the batch being handled; set by the stage
 
@@ -61,8 +67,8 @@ class Handoff:
         if self.produce_candles:
             topic = self.settings.topic_candles
             for c in candles:
-                self.producer.produce(topic, _encode(c), f"{c.symbol}:{c.timeframe}".encode(),
-                                      timestamp=c.open_time)
+                self._produce(topic, _encode(c), f"{c.symbol}:{c.timeframe}".encode(),
+                              c.open_time)
         return self._send(TASK_CANDLES, [msgspec.to_builtins(c) for c in candles])
 
     def trades(self, trades: list[TradeRecord]) -> None:
@@ -79,8 +85,34 @@ class Handoff:
         if not self.dead_letters:
             return
         letter = dead_letter(raw, reason, detail, self.source, int(time.time() * 1000))
-        self.producer.produce(self.settings.topic_deadletter, encode(letter),
-                              self.source.encode(), timestamp=letter["ts"])
+        self._produce(self.settings.topic_deadletter, encode(letter), self.source.encode(),
+                      letter["ts"])
+
+    def _produce(self, topic: str, value: bytes, key: bytes, timestamp: int) -> None:
+        try:
+            self.producer.produce(topic, value, key, timestamp=timestamp)
+        except KafkaException as exc:
+            if not exc.args[0].fatal():
+                raise
+            self._replace(str(exc.args[0]))
+            self.producer.produce(topic, value, key, timestamp=timestamp)
+
+    def _replace(self, reason: str) -> None:
+        """A fatal producer error (a restarted embedded broker no longer knows the idempotent
+        producer's id) ends a librdkafka producer for good: a new one, once the topics are
+        back with their partition count. What the old one still held is gone with the
+        broker's log it was meant for; the candles themselves are in Redis and the database."""
+        log.warning("kafka producer failed for good (%s): replacing it", reason)
+        self._fatal.clear()
+        old = self.producer
+        old.purge()
+        old.flush(1.0)
+        old.close()
+        wait_for_broker(self.settings.kafka_bootstrap, timeout=60)
+        ensure_topics(self.settings.kafka_bootstrap,
+                      [self.settings.topic_candles, self.settings.topic_deadletter],
+                      self.settings.kafka_partitions)
+        self.producer = Producer(self._config)
 
     def _send(self, task: str, rows: list[Any], *extra: Any) -> str:
         # Queues come from celeryconfig.task_routes, by task name.
@@ -95,5 +127,14 @@ class Handoff:
     def flush(self, timeout: float = 30.0) -> None:
         """Everything produced is acknowledged: called before a checkpoint is stored."""
         remaining = self.producer.flush(timeout)
+        if self._fatal:
+            self._replace(self._fatal[0])
+            remaining = self.producer.flush(timeout)
         if remaining:
             raise TimeoutError(f"{remaining} candle/dead-letter messages unacknowledged")
+
+
+def _on_client_error(fatal: list[str], err: KafkaError) -> None:
+    if err.fatal():
+        fatal.append(str(err))
+    log.warning("kafka: %s", err)

@@ -31,6 +31,7 @@ class PartitionCheckpoint(msgspec.Struct):
     offset: int  # the next message to read
     symbols: dict[str, SymbolState]
     last_ids: dict[str, int]
+    topic_id: str = ""  # of the topic the offset belongs to ("": unknown)
 
 
 @dataclass
@@ -62,6 +63,7 @@ class PartitionProcessor:
         # Per symbol: (last trade time, wall clock when it was processed), for quiet closes.
         self.seen: dict[str, tuple[int, int]] = {}
         self.known_symbols: set[str] = set()  # found well formed
+        self.topic_id = ""
 
     def process(self, messages: Sequence[tuple[int, bytes]]) -> BatchResult:
         """Apply (offset, value) messages of this partition, in order."""
@@ -139,6 +141,7 @@ class PartitionProcessor:
             self.offset,
             {s: to_symbol_state(sc) for s, sc in self.symbols.items()},
             dict(self.last_ids),
+            self.topic_id,
         )
 
     @classmethod
@@ -150,4 +153,5 @@ class PartitionProcessor:
             for s, st in cp.symbols.items()
         }
         proc.last_ids = dict(cp.last_ids)
+        proc.topic_id = cp.topic_id
         return proc

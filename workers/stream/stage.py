@@ -40,6 +40,7 @@ from kombu.exceptions import OperationalError as BrokerUnavailable
 
 from core import logs, metrics, redis_keys
 from core.candles import Candle
+from core.kafka import topic_id
 from core.settings import Settings
 from workers.stream.handoff import Handoff
 from workers.stream.live import LivePublisher
@@ -168,12 +169,25 @@ class StreamStage:
                                           self.settings.late_grace_ms, _decode_checkpoint(raw))
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        current = topic_id(self.settings.kafka_bootstrap, self.topic) or ""
         for tp in partitions:
             proc = self.partitions[tp.partition] = self._load(tp.partition)
+            if proc.offset >= 0 and proc.topic_id and current and proc.topic_id != current:
+                # The topic was deleted and created again (a restarted in-memory broker): its
+                # offsets start at 0 again, and the old offset would skip the new log up to
+                # it. The candles and trade ids carry on: they belong to the trades, not to
+                # the log.
+                log.warning("partition %d: %s was re-created (id %s, checkpoint of %s): "
+                            "reading the new log from its start", tp.partition, self.topic,
+                            current, proc.topic_id)
+                proc.offset = -1
+                tp.offset = OFFSET_BEGINNING
+            proc.topic_id = current
             if proc.offset >= 0:
                 tp.offset = proc.offset  # the checkpoint, not the committed offset, is the truth
         consumer.assign(partitions)
-        log.info("assigned partitions %s", [(tp.partition, tp.offset) for tp in partitions])
+        log.info("assigned partitions %s (topic id %s)",
+                 [(tp.partition, tp.offset) for tp in partitions], current or "unknown")
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Every batch already ended with a checkpoint, so the new owner starts from it.
