@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import httpx
 import msgspec
 import redis
+from psycopg2.extensions import connection as PGConnection
 
 from core import redis_keys
 from core.candles import Candle
@@ -28,7 +29,14 @@ from core.settings import Settings
 from producers.ingest import Ingestor
 from producers.run import make_sink
 from tests.core.test_candles import assert_same
-from tests.workers.helpers import Processes
+from tests.workers.helpers import (
+    Processes,
+    TopicTrades,
+    db_counts,
+    expected_candles,
+    topic_trades,
+    wait_for,
+)
 
 # One batch of trades per this many seconds, paced against the start (no drift).
 FEED_TICK_S = 0.01
@@ -94,6 +102,23 @@ class TradeFeed:
         assert not self.thread.is_alive(), "the trade feed did not finish"
         assert self.error is None, f"the trade feed failed: {self.error!r}"
         return self.sent
+
+
+def wait_until_stored(feed: TradeFeed, settings: Settings, db: PGConnection, ns: str,
+                      procs: Processes, n_trades: int
+                      ) -> tuple[TopicTrades, dict[tuple[str, str], list[Candle]], float]:
+    """The feed's end, then every trade of the topic, and every candle and indicator row the
+    offline computation expects, stored under `ns`. Returns the topic's trades, the expected
+    candles, and when the feed ended (monotonic)."""
+    produced = feed.join(timeout=120)
+    fed = time.monotonic()
+    trades = topic_trades(settings)
+    assert trades.count == produced == n_trades
+    want = expected_candles(trades, settings.timeframes)
+    n_candles = sum(len(c) for c in want.values())
+    wait_for(lambda: db_counts(db, ns) == (produced, n_candles, n_candles),
+             "every trade, candle and indicator row", procs, every=0.25)
+    return trades, want, fed
 
 
 @dataclass

@@ -19,15 +19,13 @@ from core.db.connect import connect
 from core.settings import Settings
 from infra.stack.redis import EmbeddedRedis
 from tests.api.server import ApiProcess
-from tests.faults.load import ApiPoller, TradeFeed, assert_redis_windows
+from tests.faults.load import ApiPoller, TradeFeed, assert_redis_windows, wait_until_stored
 from tests.workers.helpers import (
     Processes,
     assert_stored_exactly_once,
     checkpoint_offsets,
     db_counts,
-    expected_candles,
     spread_trades,
-    topic_trades,
     wait_for,
 )
 
@@ -80,14 +78,8 @@ def test_redis_stopped_for_30_s_under_load_then_everything_converges(
             up = time.monotonic()
             assert not feed.done, "the feed ended during the outage: no load after it"
 
-            produced = feed.join(timeout=120)
-            fed = time.monotonic()
-            trades = topic_trades(settings)
-            assert trades.count == produced == N_TRADES
-            want = expected_candles(trades, settings.timeframes)
-            n_candles = sum(len(c) for c in want.values())
-            wait_for(lambda: db_counts(db, namespace) == (produced, n_candles, n_candles),
-                     "every trade, candle and indicator row", procs, every=0.25)
+            trades, want, fed = wait_until_stored(feed, settings, db, namespace, procs, N_TRADES)
+            produced, n_candles = trades.count, sum(len(c) for c in want.values())
             converged = time.monotonic() - up
             after_feed = time.monotonic() - fed
             assert processed() == produced

@@ -14,16 +14,14 @@ import pytest
 from core.db.connect import connect
 from core.settings import Settings
 from tests.api.server import ApiProcess
-from tests.faults.load import ApiPoller, TradeFeed, assert_redis_windows
+from tests.faults.load import ApiPoller, TradeFeed, assert_redis_windows, wait_until_stored
 from tests.workers.helpers import (
     Processes,
     assert_stored_exactly_once,
     checkpoint_offsets,
     db_counts,
-    expected_candles,
     killable_worker_transport,
     spread_trades,
-    topic_trades,
     wait_for,
 )
 
@@ -76,14 +74,8 @@ def test_sigkill_of_stream_worker_and_api_under_load_loses_and_doubles_nothing(
             api_back = time.monotonic()
 
             assert not feed.done, "the feed ended before the last kill: the load was not on"
-            produced = feed.join(timeout=120)
-            fed = time.monotonic()
-            trades = topic_trades(settings)
-            assert trades.count == produced == N_TRADES
-            want = expected_candles(trades, settings.timeframes)
-            n_candles = sum(len(c) for c in want.values())
-            wait_for(lambda: db_counts(db, namespace) == (produced, n_candles, n_candles),
-                     "every trade, candle and indicator row", procs, every=0.25)
+            trades, want, fed = wait_until_stored(feed, settings, db, namespace, procs, N_TRADES)
+            produced, n_candles = trades.count, sum(len(c) for c in want.values())
             converged = time.monotonic() - fed
             assert processed() == produced
             poller.close()
