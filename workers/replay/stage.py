@@ -35,7 +35,7 @@ import msgspec
 from celery import Celery
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from core import redis_keys
+from core import logs, redis_keys
 from core.candles import Candle, LateTrade
 from core.models import TradeRecord
 from core.settings import Settings
@@ -102,6 +102,14 @@ class _Handoff(Handoff):
         super().late([item for item in late if item[1].ts >= self.write_from])
 
 
+class _Silent(logs.Every):
+    """No progress lines: a replay reports progress in its status (and the CLI's bar, which
+    log lines would break up)."""
+
+    def due(self, now: float | None = None) -> bool:
+        return False
+
+
 class ReplayStage(StreamStage):
     def __init__(self, settings: Settings, celery: Celery, run_id: str, window: Window,
                  persist_trades: bool = False) -> None:
@@ -112,6 +120,7 @@ class ReplayStage(StreamStage):
                          group=f"{settings.stream_group}-{run_id}")
         self.wall_clock_close = False
         self.publish_forming = window.speed > 0
+        self._progress = _Silent(0)
         self.done: set[int] = set()
         self.position: dict[int, int] = {}  # per partition, the last message timestamp read
         self.skipped = 0  # messages read and not replayed (outside the range, other symbols)
