@@ -164,6 +164,15 @@ class Settings:
         "market.gaps", "Kafka topic of trade-id gap records (missing id ranges).")
     kafka_partitions: int = setting(
         3, "Partitions for the topics AlphaPlus creates.", _int)
+    kafka_linger_ms: int = setting(
+        20, "How long the producer lets trades gather into one Kafka batch (linger.ms). "
+        "`alphaplus up` raises it to 100 with the embedded broker, whose fetch cost grows with "
+        "the number of batches it holds.", _int)
+    kafka_fetch_wait_ms: int = setting(
+        10, "The stream stage's fetch.wait.max.ms. A real Kafka answers as soon as data is "
+        "there; the embedded broker answers after about this long, and returns nothing when "
+        "finding the offset in its log takes longer: `alphaplus up` raises it to 100 with it.",
+        _int)
     kafka_compression: str = setting(
         "lz4", "Producer compression: lz4, zstd, snappy, gzip or none.",
         _choice("lz4", "zstd", "snappy", "gzip", "none"))

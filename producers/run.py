@@ -39,6 +39,7 @@ def make_sink(settings: Settings) -> KafkaSink:
         settings.topic_deadletter,
         settings.topic_gaps,
         compression=settings.kafka_compression,
+        producer_overrides={"linger.ms": settings.kafka_linger_ms},
         on_reset=recreate_topics,
     )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Mapping
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,6 +98,21 @@ def child_env(settings: Settings, metrics_slot: int | None = None) -> dict[str, 
     elif settings.metrics_port:
         env["ALPHAPLUS_METRICS_PORT"] = "0"  # the API serves /metrics on its own port
     return env
+
+
+# The embedded broker (Tansu, memory storage) looks an offset up by walking its log's batches:
+# past ~15,000 batches in a partition a fetch no longer finds it within a 10 ms wait and comes
+# back empty, every time (measured: a consumer at the tail stopped at 15,168 messages sent one
+# per batch; ~140,000 with a 100 ms wait). Ten times the wait and batches of several trades
+# move that from minutes to hours at the demo rate, for ~100 ms more latency on the dashboard.
+EMBEDDED_BROKER_TUNING = {"kafka_linger_ms": 100, "kafka_fetch_wait_ms": 100}
+
+
+def tune_for_embedded_broker(settings: Settings, environ: Mapping[str, str]) -> Settings:
+    """Settings for the embedded broker, where the user has not set them."""
+    changes = {name: value for name, value in EMBEDDED_BROKER_TUNING.items()
+               if f"ALPHAPLUS_{name.upper()}" not in environ}
+    return settings.replace(**changes)
 
 
 def pipeline_specs(args: argparse.Namespace, settings: Settings) -> list[ChildSpec]:
@@ -201,6 +217,8 @@ def run(args: argparse.Namespace) -> int:
         resolved = stack.resolve(settings, stop, report=lambda service: say(service.line()))
         if resolved is None:
             return 0
+        if any(s.name == "kafka" and s.server is not None for s in stack.services):
+            resolved = tune_for_embedded_broker(resolved, os.environ)
         create_topics(resolved)
         migrate(resolved)
         if stop.is_set():

@@ -199,3 +199,16 @@ def test_each_child_exports_metrics_on_a_port_of_its_own() -> None:
                      "producer": "9400"}
     quiet = Settings.from_env(environ={}, env_file=None).replace(metrics_port=0)
     assert {s.env["ALPHAPLUS_METRICS_PORT"] for s in pipeline_specs(args, quiet)} == {"0"}
+
+
+def test_the_embedded_broker_gets_longer_batches_and_fetch_waits_unless_set() -> None:
+    from alphaplus.commands.up import tune_for_embedded_broker
+
+    settings = Settings.from_env(environ={}, env_file=None)
+    assert (settings.kafka_linger_ms, settings.kafka_fetch_wait_ms) == (20, 10)
+    tuned = tune_for_embedded_broker(settings, {})
+    assert (tuned.kafka_linger_ms, tuned.kafka_fetch_wait_ms) == (100, 100)
+    mine = Settings.from_env(environ={"ALPHAPLUS_KAFKA_FETCH_WAIT_MS": "30"}, env_file=None)
+    kept = tune_for_embedded_broker(mine, {"ALPHAPLUS_KAFKA_FETCH_WAIT_MS": "30"})
+    assert (kept.kafka_linger_ms, kept.kafka_fetch_wait_ms) == (100, 30)
+    assert kept.as_env()["ALPHAPLUS_KAFKA_FETCH_WAIT_MS"] == "30"  # what the children get
