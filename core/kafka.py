@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic  # admin re-exports it without declaring it
 
 from core.exceptions import ServiceUnavailable
+
+log = logging.getLogger(__name__)
 
 
 def producer_config(bootstrap: str, compression: str = "lz4", **extra: Any) -> dict[str, Any]:
@@ -50,6 +61,49 @@ def topic_id(bootstrap: str, topic: str, timeout: float = 5.0) -> str | None:
         return None
     value = description.topic_id
     return None if value is None else str(value)
+
+
+class ProducerErrors:
+    """A producer's `error_cb`: notes fatal errors and when every broker went down, for its
+    owner to act on in its own thread (librdkafka calls it from poll and flush). Not a method
+    of the owner: that would make owner and producer a reference cycle, keeping the producer
+    and its broker connections alive after the owner is dropped."""
+
+    __slots__ = ("down_since", "fatal")
+
+    def __init__(self) -> None:
+        self.fatal: list[str] = []
+        self.down_since: float | None = None
+
+    def __call__(self, err: KafkaError) -> None:
+        if err.fatal():
+            self.fatal.append(f"fatal producer error: {err}")
+        elif err.code() == KafkaError._ALL_BROKERS_DOWN and self.down_since is None:
+            self.down_since = time.monotonic()
+        log.warning("kafka: %s", err)
+
+    def clear(self) -> None:
+        self.fatal.clear()
+        self.down_since = None
+
+
+def retire_producer(producer: Producer, timeout: float = 1.0) -> None:
+    """End a producer that failed for good: what it still holds is purged (each message comes
+    back through its delivery callback, for the owner to produce again or let go), then it is
+    closed."""
+    producer.purge()
+    producer.flush(timeout)
+    with contextlib.suppress(KafkaException, RuntimeError):
+        producer.close()
+
+
+def recreate_topics(bootstrap: str, names: Iterable[str], partitions: int,
+                    timeout: float = 60.0) -> list[str]:
+    """Once the broker answers, the topics it lacks, with their partition count: a restarted
+    in-memory broker has lost them all, and would otherwise auto-create them on a client's
+    metadata request with its own default count."""
+    wait_for_broker(bootstrap, timeout=timeout)
+    return ensure_topics(bootstrap, names, partitions)
 
 
 def wait_for_broker(bootstrap: str, timeout: float = 10.0) -> None:

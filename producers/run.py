@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
@@ -10,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-from core.kafka import ensure_topics, wait_for_broker
+from core.kafka import recreate_topics
 from core.settings import Settings
 from producers.ingest import Ingestor, IngestStats
 from producers.sink import KafkaSink
@@ -20,19 +21,8 @@ log = logging.getLogger(__name__)
 
 
 def make_sink(settings: Settings) -> KafkaSink:
-    wait_for_broker(settings.kafka_bootstrap, timeout=15)
-    ensure_topics(
-        settings.kafka_bootstrap,
-        [settings.topic_trades, settings.topic_deadletter, settings.topic_gaps],
-        settings.kafka_partitions,
-    )
-    def recreate_topics() -> None:
-        # A restarted in-memory broker has lost them: back with their partition count before
-        # the new producer's first metadata request could auto-create them with another.
-        wait_for_broker(settings.kafka_bootstrap, timeout=60)
-        ensure_topics(settings.kafka_bootstrap, topics, settings.kafka_partitions)
-
     topics = [settings.topic_trades, settings.topic_deadletter, settings.topic_gaps]
+    recreate_topics(settings.kafka_bootstrap, topics, settings.kafka_partitions, timeout=15)
     return KafkaSink(
         settings.kafka_bootstrap,
         settings.topic_trades,
@@ -40,7 +30,9 @@ def make_sink(settings: Settings) -> KafkaSink:
         settings.topic_gaps,
         compression=settings.kafka_compression,
         producer_overrides={"linger.ms": settings.kafka_linger_ms},
-        on_reset=recreate_topics,
+        # Also after a broker restart: the producer that replaces the lost one needs them.
+        on_reset=functools.partial(recreate_topics, settings.kafka_bootstrap, topics,
+                                   settings.kafka_partitions),
     )
 
 

@@ -26,7 +26,6 @@ nothing measurable per message, a fresh id per message would double the produce 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import time
@@ -37,7 +36,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from core import logs, metrics
 from core.exceptions import DeliveryError
-from core.kafka import producer_config
+from core.kafka import ProducerErrors, producer_config, retire_producer
 from core.models import DeadLetter, Trade, TradeGap, TradeRecord
 from core.serde import encode, encode_record
 
@@ -59,16 +58,13 @@ class KafkaSink:
         compression: str = "lz4",
         max_attempts: int = 5,
         producer_overrides: Mapping[str, Any] | None = None,
-        on_reset: Callable[[], None] | None = None,
+        on_reset: Callable[[], object] | None = None,
     ) -> None:
         self._failed: list[str] = []
-        self._fatal: list[str] = []
-        self._down: list[float] = []  # when every broker went down, until the reset
+        self._errors = ProducerErrors()
         self._last_down_check = 0.0
         config = producer_config(bootstrap, compression, **(producer_overrides or {}))
-        # A callback bound to self would make producer and sink a reference cycle, keeping the
-        # producer (and its broker connections) alive after the sink is dropped.
-        config["error_cb"] = functools.partial(_on_client_error, self._fatal, self._down)
+        config["error_cb"] = self._errors
         self._config = config
         self._producer = Producer(config)
         self.on_reset = on_reset
@@ -171,9 +167,9 @@ class KafkaSink:
 
     def _poll(self, timeout: float) -> None:
         self._producer.poll(timeout)
-        if self._fatal:
-            self._reset(self._fatal[0])
-        elif self._down and self._broker_back():
+        if self._errors.fatal:
+            self._reset(self._errors.fatal[0])
+        elif self._errors.down_since is not None and self._broker_back():
             self._reset("the broker is back after every broker was down")
 
     def _broker_back(self) -> bool:
@@ -189,15 +185,10 @@ class KafkaSink:
 
     def _reset(self, reason: str) -> None:
         """Replace a producer that hit a fatal error; produce what it left undelivered."""
-        old = self._producer
-        # Its messages come back through the delivery callback (failed with _FATAL, or purged
-        # here), which keeps them for the new producer.
-        old.purge()
-        old.flush(1.0)
-        with contextlib.suppress(KafkaException, RuntimeError):
-            old.close()
-        self._fatal.clear()
-        self._down.clear()
+        # Its messages come back through the delivery callback (failed with _FATAL, or
+        # purged), which keeps them for the new producer.
+        retire_producer(self._producer)
+        self._errors.clear()
         pending, self._undelivered = self._undelivered, []
         log.warning("kafka producer failed for good (%s): replacing it, %d messages to produce "
                     "again", reason, len(pending))
@@ -219,10 +210,11 @@ class KafkaSink:
         deadline = time.monotonic() + timeout
         while True:
             remaining = self._producer.flush(max(0.0, min(1.0, deadline - time.monotonic())))
-            if self._fatal or self._undelivered:
-                self._reset(self._fatal[0] if self._fatal else "messages failed for good")
+            fatal = self._errors.fatal
+            if fatal or self._undelivered:
+                self._reset(fatal[0] if fatal else "messages failed for good")
                 continue
-            if self._down and self._broker_back():
+            if self._errors.down_since is not None and self._broker_back():
                 self._reset("the broker is back after every broker was down")
                 continue
             if remaining == 0 and self._producer.flush(0) == 0:
@@ -237,10 +229,3 @@ class KafkaSink:
         self.flush()
         self._producer.close()
 
-
-def _on_client_error(fatal: list[str], down: list[float], err: KafkaError) -> None:
-    if err.fatal():
-        fatal.append(f"fatal producer error: {err}")
-    elif err.code() == KafkaError._ALL_BROKERS_DOWN and not down:
-        down.append(time.monotonic())
-    log.warning("kafka: %s", err)

@@ -7,16 +7,15 @@ task code. One task per kind per poll batch, never one per trade.
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from typing import Any
 
 import msgspec
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaException, Producer
 
 from core.candles import Candle, LateTrade
-from core.kafka import ensure_topics, producer_config, wait_for_broker
+from core.kafka import ProducerErrors, producer_config, recreate_topics, retire_producer
 from core.models import TradeRecord
 from core.serde import dead_letter, encode
 from core.settings import Settings
@@ -52,10 +51,10 @@ class Handoff:
         self.produce_candles = produce_candles
         self.dead_letters = dead_letters
         self.persist_trades = persist_trades
-        self._fatal: list[str] = []
+        self._errors = ProducerErrors()
         self._config = producer_config(settings.kafka_bootstrap, settings.kafka_compression,
                                        **{"linger.ms": 5})
-        self._config["error_cb"] = functools.partial(_on_client_error, self._fatal)
+        self._config["error_cb"] = self._errors
         self.producer = Producer(self._config)
         self.tasks_sent = 0
         self.cid: str | None = None  # of the batch being handled; set by the stage
@@ -103,15 +102,11 @@ class Handoff:
         back with their partition count. What the old one still held is gone with the
         broker's log it was meant for; the candles themselves are in Redis and the database."""
         log.warning("kafka producer failed for good (%s): replacing it", reason)
-        self._fatal.clear()
-        old = self.producer
-        old.purge()
-        old.flush(1.0)
-        old.close()
-        wait_for_broker(self.settings.kafka_bootstrap, timeout=60)
-        ensure_topics(self.settings.kafka_bootstrap,
-                      [self.settings.topic_candles, self.settings.topic_deadletter],
-                      self.settings.kafka_partitions)
+        retire_producer(self.producer)
+        self._errors.clear()
+        recreate_topics(self.settings.kafka_bootstrap,
+                        [self.settings.topic_candles, self.settings.topic_deadletter],
+                        self.settings.kafka_partitions)
         self.producer = Producer(self._config)
 
     def _send(self, task: str, rows: list[Any], *extra: Any) -> str:
@@ -127,14 +122,9 @@ class Handoff:
     def flush(self, timeout: float = 30.0) -> None:
         """Everything produced is acknowledged: called before a checkpoint is stored."""
         remaining = self.producer.flush(timeout)
-        if self._fatal:
-            self._replace(self._fatal[0])
+        if self._errors.fatal:
+            self._replace(self._errors.fatal[0])
             remaining = self.producer.flush(timeout)
         if remaining:
             raise TimeoutError(f"{remaining} candle/dead-letter messages unacknowledged")
 
-
-def _on_client_error(fatal: list[str], err: KafkaError) -> None:
-    if err.fatal():
-        fatal.append(str(err))
-    log.warning("kafka: %s", err)
