@@ -12,6 +12,7 @@ import pytest
 import redis
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from alphaplus.commands.up import tune_for_embedded_broker
 from core import redis_keys
 from core.kafka import ensure_topics, read_topic, wait_for_broker
 from core.settings import Settings
@@ -65,7 +66,11 @@ def test_producer_and_stream_survive_a_broker_restart(
         wait_for_broker(broker.bootstrap, timeout=20)
         # No Celery worker runs here: the outbox keeps its default instead of re-sending the
         # stage's tasks every 5 s.
-        settings = fault_settings.replace(kafka_bootstrap=broker.bootstrap, task_redeliver_s=120)
+        # Tuned as `alphaplus up` runs the pipeline on the embedded broker: with the 10 ms
+        # fetch wait, Tansu stops answering the stage's fetches past ~15,000 small batches
+        # (docs/RELIABILITY.md, *Soak*), which this test's load can reach.
+        settings = tune_for_embedded_broker(
+            fault_settings.replace(kafka_bootstrap=broker.bootstrap, task_redeliver_s=120), {})
         topics = [settings.topic_trades, settings.topic_candles, settings.topic_deadletter,
                   settings.topic_gaps]
         ensure_topics(broker.bootstrap, topics, settings.kafka_partitions)
