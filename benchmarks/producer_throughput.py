@@ -35,7 +35,7 @@ from producers.ingest import Ingestor
 from producers.sink import KafkaSink
 from producers.sources.recording import read_lines
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "binance" / "hftbacktest"
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "binance" / "hftbacktest"
 RECORDINGS = {
     "spot": ["spot/btcusdt_20240808.gz", "spot/btcusdt_20240809.gz",
              "spot/ethusdt_20240808.gz", "spot/ethusdt_20240809.gz"],

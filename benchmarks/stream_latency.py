@@ -155,7 +155,7 @@ def subscriber_main(url: str, channels: list[str], ready: MpEvent, stop: MpEvent
                     out: Connection) -> None:
     """Note the wall clock of every message on `channels` as it arrives."""
     client = redis.Redis.from_url(url)
-    pubsub = client.pubsub()  # type: ignore[no-untyped-call]
+    pubsub = client.pubsub()
     pubsub.subscribe(*channels)
     confirmed = 0
     while confirmed < len(channels):

@@ -26,7 +26,7 @@ Beside it, in the same process layout and alternating with it (modes, --modes):
            through ASGI `send` -> uvicorn -> websockets' framing, the path before direct writes;
   * naive  a bare Starlette WebSocket endpoint whose pub/sub handler sends every update to every
            subscribed connection in turn (`await websocket.send_json(...)`: serialised per
-           client, no queue). DESIGN.md's reference for the raw send cost is ~11-14 µs per
+           client, no queue). docs/DESIGN.md's reference for the raw send cost is ~11-14 µs per
            client per message.
 
 Processes (2 cores here, so they compete: read ratios): the server (started from this script

@@ -27,5 +27,10 @@ class ServiceUnavailable(AlphaPlusError):
     """A required server (Kafka, Redis, PostgreSQL, the exchange) cannot be reached."""
 
 
+class StorageModeUnavailable(AlphaPlusError):
+    """ALPHAPLUS_TIMESCALEDB=on, and the database cannot run in TimescaleDB mode; the message
+    says what to do."""
+
+
 class DeliveryError(AlphaPlusError):
     """Kafka did not accept messages after retries; nothing was silently dropped."""

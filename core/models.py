@@ -1,4 +1,4 @@
-"""The records that cross process boundaries (the Kafka contracts of DESIGN.md)."""
+"""The records that cross process boundaries (the Kafka contracts of docs/DESIGN.md)."""
 
 from __future__ import annotations
 

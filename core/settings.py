@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from dotenv import dotenv_values
 
@@ -20,6 +20,8 @@ from core.exceptions import ConfigError
 from core.timeframes import parse_timeframes
 
 PREFIX = "ALPHAPLUS_"
+# ALPHAPLUS_TIMESCALEDB: which storage mode the migrations should build (core.db.mode).
+Wanted = Literal["auto", "on", "off"]
 
 MARKETS = ("spot", "usdm")
 DEFAULT_WS_URL = {
@@ -41,6 +43,13 @@ def _csv(raw: str) -> tuple[str, ...]:
 
 def _int(raw: str) -> int:
     return int(raw)
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
 
 
 def _float(raw: str) -> float:
@@ -99,6 +108,19 @@ class Settings:
         "PostgreSQL/TimescaleDB URL. `alphaplus up` creates the database if the server has none "
         "by that name, and starts an embedded PostgreSQL when no server answers.",
     )
+    timescaledb: Wanted = setting(  # noqa: RUF009 (a str Literal: immutable)
+        "auto",
+        "TimescaleDB storage (docs/STORAGE.md): `auto` uses it when the server has it preloaded "
+        "and otherwise makes plain PostgreSQL tables, saying why in one line; `on` requires it "
+        "(`alphaplus migrate` and `up` stop with exit code 2 without it); `off` makes plain "
+        "PostgreSQL tables.",
+        _choice("auto", "on", "off"))
+    trades_retention_days: int = setting(
+        0,
+        "TimescaleDB mode: the live run's trades are deleted this many days after their trade "
+        "time; 0 keeps them (compressed after 7 days). History already older than that when "
+        "retention starts (an import from data.binance.vision) and replay runs are never "
+        "deleted (docs/STORAGE.md).", _non_negative_int)
     symbols: tuple[str, ...] = setting(
         ("BTCUSDT", "ETHUSDT"), "Comma-separated symbols to ingest.", _csv_upper
     )

@@ -17,15 +17,16 @@ import psycopg2
 import pytest
 
 from core.db.connect import with_database
+from core.db.mode import timescaledb_problem
 from core.db.scratch import scratch_database
 from core.kafka import ensure_topics, read_topic, wait_for_broker
-from core.settings import Settings
+from core.settings import Settings, Wanted
 from infra.migrations import upgrade
 from infra.stack.kafka import EmbeddedKafka
 from infra.stack.postgres import EmbeddedPostgres
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO.parent / "shared" / "fixtures" / "binance"
+FIXTURES = REPO / "tests" / "fixtures" / "binance"
 HFT = FIXTURES / "hftbacktest"
 
 
@@ -126,8 +127,29 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def timescaledb_missing(pg_server: str) -> str | None:
+    """Why the test server cannot run TimescaleDB mode; None when it can."""
+    conn = psycopg2.connect(pg_server)
+    try:
+        return timescaledb_problem(conn)
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module", params=["postgresql", "timescaledb"])
+def storage(request: pytest.FixtureRequest, timescaledb_missing: str | None) -> Wanted:
+    """The storage mode a module's database is built in: every test that stores runs in both
+    (ALPHAPLUS_TIMESCALEDB off and on); TimescaleDB mode skips where the server lacks it."""
+    if request.param == "timescaledb":
+        if timescaledb_missing is not None:
+            pytest.skip(f"TimescaleDB mode: {timescaledb_missing}")
+        return "on"
+    return "off"
+
+
 @pytest.fixture(scope="module")
-def migrated_db(pg_server: str) -> Iterator[str]:
+def migrated_db(pg_server: str, storage: Wanted) -> Iterator[str]:
     with scratch_database(pg_server) as url:
-        upgrade(url)
+        upgrade(url, timescaledb=storage)
         yield url

@@ -2,7 +2,7 @@
 
 `describe` reads the high watermark from a fetch response rather than ListOffsets: the embedded
 broker answers ListOffsets with a wrong high watermark after batched produces, while a fetch
-reports the right one (DESIGN.md). `--count` counts by reading every message to EOF.
+reports the right one (docs/DESIGN.md). `--count` counts by reading every message to EOF.
 """
 
 from __future__ import annotations

@@ -185,18 +185,13 @@ def migrate(settings: Settings) -> None:
     """The workers write to the database: its schema must be at head before they start."""
     import logging
 
-    from core.db.connect import connect
-    from core.db.mode import storage_mode
-    from infra.migrations import current_revision, upgrade
+    from alphaplus.commands.migrate import migrate_to_head
+    from infra.migrations import current_revision
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    upgrade(settings.database_url)
-    conn = connect(settings.database_url, application_name="alphaplus up")
-    try:
-        mode = storage_mode(conn)
-    finally:
-        conn.close()
-    say(f"{'schema':<9} at {current_revision(settings.database_url)}, storage mode {mode}")
+    mode, retention = migrate_to_head(settings.database_url, settings)
+    say(f"{'schema':<9} at {current_revision(settings.database_url)}, storage mode {mode}; "
+        f"{retention}")
 
 
 def run(args: argparse.Namespace) -> int:

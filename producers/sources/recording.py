@@ -1,6 +1,6 @@
 """Replays captured Binance frames: `<receive time ns> <combined-stream JSON>` per line.
 
-This is the format of the hftbacktest recordings in shared/fixtures and of `alphaplus record`.
+This is the format of the hftbacktest recordings in tests/fixtures and of `alphaplus record`.
 Files may be gzip (by magic bytes, not name). Lines are replayed in file order; with a `speed`
 the gaps between receive times are kept, divided by `speed`.
 """

@@ -36,8 +36,8 @@ from core.indicators.primitives import (
     RollingSum,
     numpy_sum,
 )
+from tests.conftest import HFT
 
-HFT = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "binance" / "hftbacktest"
 SIGNED = {"macd", "macd_signal", "macd_hist", "obv"}
 
 

@@ -6,7 +6,7 @@ Kafka's ListOffsets by timestamp answers, per partition, the earliest offset who
 timestamp is at or after the time asked (or the end when there is none). Two neighbours
 check an answer: the message at the offset must be at or after the time (or be the end) and
 the one before it, when there is one, must be before it. The embedded broker (Tansu) answers 0
-for every time (DESIGN.md), which fails the check for any time after the first message; a scan
+for every time (docs/DESIGN.md), which fails the check for any time after the first message; a scan
 from the earliest offset, skipping what is before the range, is then the exact fallback.
 """
 

@@ -3,7 +3,7 @@
 With the timescaledb extension (available and loadable): the tables become hypertables, with
 compression and retention policies and a continuous aggregate of hourly candles. Without it: the
 same tables, with ordinary indexes. The TimescaleDB branch follows the TimescaleDB 2.x docs and
-has not run on the development machine, which has no TimescaleDB (docs/STORAGE.md).
+runs in the test suite on TimescaleDB 2.28 (docs/STORAGE.md).
 
 This file is frozen: it spells out its tables instead of importing core.db.schema, so that later
 schema changes go into new revisions and this one keeps meaning what it meant.
@@ -15,19 +15,19 @@ Create Date: 2026-11-27
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
+
+from core.db.mode import prepare_timescaledb
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-log = logging.getLogger(__name__)
 
 TIMESTAMPTZ = TIMESTAMP(timezone=True)
 HOURLY_VIEW = "candles_1h_from_1m"
@@ -42,27 +42,12 @@ def _json(name: str) -> sa.Column[object]:
 
 
 def _timescaledb_version(bind: sa.Connection) -> tuple[int, ...] | None:
-    """The extension's version once created here; None when it cannot be used."""
-
-    def installed() -> str | None:
-        return bind.exec_driver_sql(
-            "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").scalar()
-
-    version = installed()
-    if version is None:
-        if bind.exec_driver_sql("SELECT 1 FROM pg_available_extensions "
-                                "WHERE name = 'timescaledb'").first() is None:
-            return None
-        try:
-            # A savepoint: listed is not loadable (it must be in shared_preload_libraries, and
-            # creating it needs rights), and a failure must leave the plain schema possible.
-            with bind.begin_nested():
-                bind.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS timescaledb")
-        except sa.exc.DBAPIError as exc:
-            log.warning("timescaledb is available but could not be created (%s); "
-                        "making plain PostgreSQL tables", str(exc.orig).strip())
-            return None
-        version = installed()
+    """The extension's version once created here; None when the tables are to be plain
+    (ALPHAPLUS_TIMESCALEDB, passed by `infra.migrations.upgrade`, decides)."""
+    if not prepare_timescaledb(bind, context.config.attributes.get("timescaledb", "auto")):
+        return None
+    version = bind.exec_driver_sql(
+        "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").scalar()
     return tuple(int(p) for p in str(version).split("-")[0].split(".")[:2])
 
 

@@ -40,7 +40,7 @@ def tables(url: str) -> set[str]:
 def test_upgrade_from_empty_builds_what_the_schema_module_describes(empty_db: str) -> None:
     assert current_revision(empty_db) is None
     upgrade(empty_db)
-    assert current_revision(empty_db) == head_revision() == "0002"
+    assert current_revision(empty_db) == head_revision() == "0003"
     assert tables(empty_db) == set(TABLES)
     eng = engine(empty_db, pooled=False)
     try:
@@ -115,3 +115,109 @@ def test_migrate_command_without_a_server_fails_cleanly(
 
     assert main(["migrate", "--url", f"postgresql://postgres@127.0.0.1:{free_port()}/x"]) == 2
     assert "no PostgreSQL server answers" in capsys.readouterr().err
+
+
+def test_timescaledb_off_makes_plain_tables_on_any_server(empty_db: str) -> None:
+    upgrade(empty_db, timescaledb="off")
+    conn = connect(empty_db)
+    try:
+        assert storage_mode(conn) == "postgresql"
+    finally:
+        conn.close()
+
+
+def test_timescaledb_on_builds_hypertables_policies_and_the_aggregate(
+        empty_db: str, timescaledb_missing: str | None) -> None:
+    if timescaledb_missing is not None:
+        pytest.skip(f"TimescaleDB mode: {timescaledb_missing}")
+    upgrade(empty_db, timescaledb="on")
+    conn = connect(empty_db)
+    try:
+        assert storage_mode(conn) == "timescaledb"
+        hypertables = {r[0] for r in query(
+            conn, "SELECT hypertable_name FROM timescaledb_information.hypertables")}
+        assert hypertables == {"trades", "candles", "indicators", "signals", "patterns"}
+        jobs = {(r[0], r[1]) for r in query(
+            conn, "SELECT proc_name, hypertable_name FROM timescaledb_information.jobs "
+                  "WHERE hypertable_name IS NOT NULL")}
+        # No chunk-dropping retention policy: it deleted imported history (migration 0003).
+        assert ("policy_retention", "trades") not in jobs
+        assert {("policy_compression", t) for t in ("trades", "candles", "indicators")} <= jobs
+        assert query(conn, "SELECT view_name FROM timescaledb_information.continuous_aggregates"
+                     ) == [("candles_1h_from_1m",)]
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def unloaded_timescaledb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server of the system's PostgreSQL with the timescaledb extension installed but not in
+    shared_preload_libraries: what a package install leaves until the server is configured."""
+    from infra.stack.postgres import EmbeddedPostgres
+
+    bin_dir = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
+    if bin_dir is None or not list(Path("/usr/share/postgresql").glob(
+            "*/extension/timescaledb.control")):
+        pytest.skip("no system PostgreSQL with the timescaledb extension installed")
+    pgdata = tmp_path_factory.mktemp("unloaded") / "data"
+    server = EmbeddedPostgres(pgdata, log_path=pgdata.parent / "postgres.log",
+                              dbname="postgres", bin_dir=bin_dir).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def test_installed_but_not_preloaded_in_auto_mode_says_what_to_do_and_goes_plain(
+        unloaded_timescaledb: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    url = with_database(unloaded_timescaledb, f"auto_{uuid.uuid4().hex[:8]}")
+    monkeypatch.setenv("ALPHAPLUS_TIMESCALEDB", "auto")
+    assert main(["migrate", "--url", url]) == 0
+    captured = capsys.readouterr()
+    assert "storage mode: postgresql (the timescaledb extension is installed but not " \
+           "preloaded: add shared_preload_libraries = 'timescaledb'" in captured.out
+    # The log line (stderr): one warning, nothing else.
+    assert len(captured.err.strip().splitlines()) == 1, captured.err
+    assert "WARNING" in captured.err and "ALPHAPLUS_TIMESCALEDB=off" in captured.err
+    assert tables(url) == set(TABLES)
+
+
+def test_installed_but_not_preloaded_in_on_mode_stops_with_exit_code_2_and_builds_nothing(
+        unloaded_timescaledb: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    url = with_database(unloaded_timescaledb, f"on_{uuid.uuid4().hex[:8]}")
+    monkeypatch.setenv("ALPHAPLUS_TIMESCALEDB", "on")
+    assert main(["migrate", "--url", url]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert err == ["alphaplus migrate: ALPHAPLUS_TIMESCALEDB=on, but the timescaledb extension "
+                   "is installed but not preloaded: add shared_preload_libraries = "
+                   "'timescaledb' to postgresql.conf and restart PostgreSQL, or set "
+                   "ALPHAPLUS_TIMESCALEDB=off for plain PostgreSQL tables"], captured
+    assert "Traceback" not in captured.out + captured.err
+    assert tables(url) == set()
+    assert current_revision(url) is None
+
+
+def test_a_user_who_may_not_create_the_extension_gets_plain_tables_in_auto(
+        empty_db: str, timescaledb_missing: str | None, pg_server: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    if timescaledb_missing is not None:
+        pytest.skip(f"TimescaleDB mode: {timescaledb_missing}")
+    role = f"alphaplus_test_{uuid.uuid4().hex[:8]}"
+    admin = connect(empty_db)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE ROLE {role} LOGIN")
+            cur.execute(f"GRANT ALL ON SCHEMA public TO {role}")
+        upgrade(empty_db.replace("://postgres@", f"://{role}@"), timescaledb="auto")
+        assert any("could not be created here" in r.getMessage() for r in caplog.records)
+        assert tables(empty_db) == set(TABLES)
+        assert storage_mode(admin) == "postgresql"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP OWNED BY {role}")
+            cur.execute(f"DROP ROLE {role}")
+        admin.close()
