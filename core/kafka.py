@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -67,7 +68,9 @@ class ProducerErrors:
     """A producer's `error_cb`: notes fatal errors and when every broker went down, for its
     owner to act on in its own thread (librdkafka calls it from poll and flush). Not a method
     of the owner: that would make owner and producer a reference cycle, keeping the producer
-    and its broker connections alive after the owner is dropped."""
+    and its broker connections alive after the owner is dropped. One per producer: a retired
+    producer abandoned mid-close (`close_producer`) may still report errors from its closing
+    thread, and they must not count against its replacement."""
 
     __slots__ = ("down_since", "fatal")
 
@@ -82,19 +85,56 @@ class ProducerErrors:
             self.down_since = time.monotonic()
         log.warning("kafka: %s", err)
 
-    def clear(self) -> None:
-        self.fatal.clear()
-        self.down_since = None
+
+CLOSE_TIMEOUT_S = 5.0
 
 
-def retire_producer(producer: Producer, timeout: float = 1.0) -> None:
-    """End a producer that failed for good: what it still holds is purged (each message comes
-    back through its delivery callback, for the owner to produce again or let go), then it is
-    closed."""
-    producer.purge()
-    producer.flush(timeout)
-    with contextlib.suppress(KafkaException, RuntimeError):
-        producer.close()
+def retire_producer(producer: Producer, timeout: float = 1.0,
+                    close_timeout: float = CLOSE_TIMEOUT_S) -> bool:
+    """End a producer that failed for good, in bounded time: what it still holds is purged
+    (each message comes back through its delivery callback, for the owner to produce again
+    or let go), then it is closed by `close_producer`. Returns whether the close finished.
+
+    Never call it from one of the producer's own callbacks: `close()` waits for the poll or
+    flush that runs the callback, which waits for the callback. That deadlock is given up
+    after `close_timeout`, but the close then goes on in its thread, running the producer's
+    callbacks there."""
+    deadline = time.monotonic() + timeout
+    while True:
+        producer.purge()
+        # Serves the purge reports, in short slices: a callback may produce into this producer
+        # again, and flush (then close) would wait for that message's delivery or timeout
+        # where the next purge drops it.
+        left = producer.flush(min(0.1, max(0.0, deadline - time.monotonic())))
+        if left == 0 or time.monotonic() >= deadline:
+            break
+    return close_producer(producer, close_timeout)
+
+
+def close_producer(producer: Producer, timeout: float = CLOSE_TIMEOUT_S) -> bool:
+    """`producer.close()`, given up after `timeout` s with one warning; returns whether it
+    finished. confluent-kafka's close() flushes with no timeout (every message still queued
+    is waited for until delivered or past `delivery.timeout.ms`, and a delivery callback
+    that produces again restarts the wait), then destroys the handle, joining librdkafka's
+    threads. So it runs in a daemon thread: one that does not finish in time is abandoned,
+    with the handle, its threads and connections, rather than stopping the owner for good.
+    Purge first (`retire_producer`) so that only the destroy is left to wait for."""
+    queued = len(producer)  # while closing, len() answers 0
+    done = threading.Event()
+
+    def close() -> None:
+        # A RuntimeWarning is close()'s report of a flush that failed: nothing left to do.
+        with contextlib.suppress(KafkaException, RuntimeError, RuntimeWarning):
+            producer.close()
+        done.set()
+
+    threading.Thread(target=close, name="kafka-producer-close", daemon=True).start()
+    if done.wait(timeout):
+        return True
+    log.warning("kafka producer did not close within %.0f s (%d messages were queued): "
+                "abandoned, its threads and connections stay until the process ends",
+                timeout, queued)
+    return False
 
 
 def recreate_topics(bootstrap: str, names: Iterable[str], partitions: int,
@@ -158,7 +198,7 @@ class PartitionOffsets:
 
 
 def partition_offsets(bootstrap: str, topic: str) -> list[PartitionOffsets]:
-    """Low and high watermarks per partition (see DESIGN.md: the embedded broker's high
+    """Low and high watermarks per partition (see docs/DESIGN.md: the embedded broker's high
     watermark can be wrong after batched produces; `read_topic` counts by EOF instead)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "alphaplus-inspect"})
     try:

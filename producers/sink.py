@@ -61,15 +61,15 @@ class KafkaSink:
         on_reset: Callable[[], object] | None = None,
     ) -> None:
         self._failed: list[str] = []
-        self._errors = ProducerErrors()
         self._last_down_check = 0.0
-        config = producer_config(bootstrap, compression, **(producer_overrides or {}))
-        config["error_cb"] = self._errors
-        self._config = config
-        self._producer = Producer(config)
+        self._config = producer_config(bootstrap, compression, **(producer_overrides or {}))
+        self._producer = self._new_producer()
         self.on_reset = on_reset
         self.resets = 0
         self._undelivered: list[tuple[str, bytes, bytes, int]] = []
+        # (attempt, topic, key, value, timestamp) of failed deliveries to produce again.
+        self._retries: list[tuple[int, str, bytes, bytes, int]] = []
+        self._resending = False
         self.topic_trades = topic_trades
         self.topic_deadletter = topic_deadletter
         self.topic_gaps = topic_gaps
@@ -80,6 +80,11 @@ class KafkaSink:
         self.cid = ""
         self._headers: list[tuple[str, str | bytes | None]] = []
         self.new_batch()
+
+    def _new_producer(self) -> Producer:
+        # An error tracker per producer: a retired one abandoned mid-close may still report.
+        self._errors = ProducerErrors()
+        return Producer({**self._config, "error_cb": self._errors})
 
     def new_batch(self) -> str:
         """Start a new correlation id for the messages that follow; returns it."""
@@ -145,7 +150,9 @@ class KafkaSink:
         self._delivery_failed(1, err, msg)
 
     def _delivery_failed(self, attempt: int, err: KafkaError | None, msg: Message) -> None:
-        # With delivery.report.only.error this runs for failures only.
+        # With delivery.report.only.error this runs for failures only. It only takes note:
+        # it runs inside the producer's poll or flush, where producing could reset the sink,
+        # and closing a producer from its own callback deadlocks (`_resend`).
         if err is None:
             return
         topic = msg.topic() or "?"
@@ -162,8 +169,27 @@ class KafkaSink:
             return
         log.warning("delivery to %s failed (%s); producing again (attempt %d)", topic, err,
                     attempt + 1)
-        self._produce(topic, msg.key() or b"", msg.value() or b"", msg.timestamp()[1],
-                      functools.partial(self._delivery_failed, attempt + 1))
+        self._retries.append((attempt + 1, topic, msg.key() or b"", msg.value() or b"",
+                              msg.timestamp()[1]))
+
+    def _resend(self) -> int:
+        """Produce the failed deliveries noted by `_delivery_failed`, in the owner's thread
+        once the poll or flush that reported them has returned: producing may poll, and a
+        poll may reset the sink, retiring (closing) the producer — which, from inside that
+        producer's own callback, waits for the call that runs the callback: a deadlock."""
+        if self._resending:
+            # Reached again through a full queue's poll: the outer call's next poll or flush
+            # takes what was added, rather than nesting one level deeper per round.
+            return 0
+        self._resending = True
+        try:
+            retries, self._retries = self._retries, []
+            for attempt, topic, key, value, timestamp in retries:
+                self._produce(topic, key, value, timestamp,
+                              functools.partial(self._delivery_failed, attempt))
+        finally:
+            self._resending = False
+        return len(retries)
 
     def _poll(self, timeout: float) -> None:
         self._producer.poll(timeout)
@@ -171,6 +197,7 @@ class KafkaSink:
             self._reset(self._errors.fatal[0])
         elif self._errors.down_since is not None and self._broker_back():
             self._reset("the broker is back after every broker was down")
+        self._resend()
 
     def _broker_back(self) -> bool:
         now = time.monotonic()
@@ -186,15 +213,15 @@ class KafkaSink:
     def _reset(self, reason: str) -> None:
         """Replace a producer that hit a fatal error; produce what it left undelivered."""
         # Its messages come back through the delivery callback (failed with _FATAL, or
-        # purged), which keeps them for the new producer.
+        # purged), which keeps them for the new producer. Bounded: the old producer's own
+        # close() may never end (core/kafka.py close_producer).
         retire_producer(self._producer)
-        self._errors.clear()
         pending, self._undelivered = self._undelivered, []
         log.warning("kafka producer failed for good (%s): replacing it, %d messages to produce "
                     "again", reason, len(pending))
         if self.on_reset is not None:
             self.on_reset()
-        self._producer = Producer(self._config)
+        self._producer = self._new_producer()
         self.resets += 1
         for topic, key, value, timestamp in pending:
             self._produce(topic, key, value, timestamp)
@@ -213,19 +240,25 @@ class KafkaSink:
             fatal = self._errors.fatal
             if fatal or self._undelivered:
                 self._reset(fatal[0] if fatal else "messages failed for good")
-                continue
-            if self._errors.down_since is not None and self._broker_back():
+            elif self._errors.down_since is not None and self._broker_back():
                 self._reset("the broker is back after every broker was down")
-                continue
-            if remaining == 0 and self._producer.flush(0) == 0:
+            elif (self._resend() == 0 and remaining == 0 and self._producer.flush(0) == 0
+                    and not (self._retries or self._undelivered or self._errors.fatal)):
                 break
+            # Checked after a reset too: a broker that keeps coming back and going away again
+            # would otherwise keep this loop going past its timeout.
             if time.monotonic() >= deadline:
-                raise DeliveryError(f"{remaining} messages still unacknowledged after {timeout}s")
+                left = len(self._producer) + len(self._retries) + len(self._undelivered)
+                raise DeliveryError(f"{left} messages still unacknowledged after {timeout}s")
         if self._failed:
             failed, self._failed = self._failed, []
             raise DeliveryError(f"{len(failed)} messages not delivered; first: {failed[0]}")
 
     def close(self) -> None:
-        self.flush()
-        self._producer.close()
+        try:
+            self.flush()
+        finally:
+            # Bounded, unlike Producer.close(): after a flush that raised, what is left (which
+            # the DeliveryError reported) is purged rather than waited for.
+            retire_producer(self._producer)
 

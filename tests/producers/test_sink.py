@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -53,3 +54,24 @@ def test_a_broker_that_comes_back_gets_every_message() -> None:
         assert sink.delivery_errors > 0  # they did fail first, and were produced again
     finally:
         broker.stop()
+
+
+@pytest.mark.timeout(60)
+def test_a_sink_that_keeps_replacing_its_producer_stops_at_its_flush_timeout(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A broker that answers metadata requests but takes no message in time (one just back and
+    # overloaded): every delivery fails and every check finds the broker back, so the sink
+    # replaces its producer while failed messages are produced again. Replacing it from inside
+    # a delivery callback (as the sink did, on its periodic poll) closed the producer under
+    # its own flush: a deadlock.
+    port = free_port()  # nothing listens here
+    sink = KafkaSink(f"127.0.0.1:{port}", "t", "dl", "gaps", max_attempts=20,
+                     producer_overrides={"delivery.timeout.ms": 300})
+    monkeypatch.setattr(sink, "_broker_back", lambda: True)
+    for i in range(500):
+        sink.trade_record(record(i))
+    started = time.monotonic()
+    with pytest.raises(DeliveryError, match="still unacknowledged"):
+        sink.flush(timeout=8)
+    assert time.monotonic() - started < 30
+    assert sink.resets > 0

@@ -51,13 +51,16 @@ class Handoff:
         self.produce_candles = produce_candles
         self.dead_letters = dead_letters
         self.persist_trades = persist_trades
-        self._errors = ProducerErrors()
         self._config = producer_config(settings.kafka_bootstrap, settings.kafka_compression,
                                        **{"linger.ms": 5})
-        self._config["error_cb"] = self._errors
-        self.producer = Producer(self._config)
+        self.producer = self._new_producer()
         self.tasks_sent = 0
         self.cid: str | None = None  # of the batch being handled; set by the stage
+
+    def _new_producer(self) -> Producer:
+        # An error tracker per producer: a retired one abandoned mid-close may still report.
+        self._errors = ProducerErrors()
+        return Producer({**self._config, "error_cb": self._errors})
 
     def candles(self, candles: list[Candle]) -> str | None:
         """Returns the id of the Celery task that carries them."""
@@ -102,12 +105,11 @@ class Handoff:
         back with their partition count. What the old one still held is gone with the
         broker's log it was meant for; the candles themselves are in Redis and the database."""
         log.warning("kafka producer failed for good (%s): replacing it", reason)
-        retire_producer(self.producer)
-        self._errors.clear()
+        retire_producer(self.producer)  # bounded: see core/kafka.py close_producer
         recreate_topics(self.settings.kafka_bootstrap,
                         [self.settings.topic_candles, self.settings.topic_deadletter],
                         self.settings.kafka_partitions)
-        self.producer = Producer(self._config)
+        self.producer = self._new_producer()
 
     def _send(self, task: str, rows: list[Any], *extra: Any) -> str:
         # Queues come from celeryconfig.task_routes, by task name.
@@ -116,8 +118,12 @@ class Handoff:
         return task_id
 
     def close(self) -> None:
-        self.flush()
-        self.producer.close()
+        try:
+            self.flush()
+        finally:
+            # Bounded, unlike Producer.close(): after a flush that raised, what is left (which
+            # its error reported) is purged rather than waited for.
+            retire_producer(self.producer)
 
     def flush(self, timeout: float = 30.0) -> None:
         """Everything produced is acknowledged: called before a checkpoint is stored."""
