@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import anyio.to_thread
 import psycopg2
 import psycopg2.errors
-import psycopg2.pool
+import psycopg2.extensions
 from psycopg2.extensions import connection as PGConnection
 
 from core.db.connect import libpq_url
@@ -80,31 +80,30 @@ class MarketStore:
         self.url = libpq_url(database_url)
         self.run_id = run_id
         self.max_connections = max_connections
-        self._pool: psycopg2.pool.ThreadedConnectionPool | None = None
+        # Idle connections, most recently used last. Not psycopg2's ThreadedConnectionPool: it
+        # keeps only `minconn` connections and closes every other one it is given back, so
+        # with a lazy pool (minconn 0) every read paid a new connection (~4 ms, and ~6 ms more
+        # for a TimescaleDB backend's first query; benchmarks/storage.py).
+        self._idle: list[PGConnection] = []
         self._lock = threading.Lock()
         self._limiter = anyio.CapacityLimiter(max_connections)
 
     def close(self) -> None:
         with self._lock:
-            if self._pool is not None:
-                self._pool.closeall()
-                self._pool = None
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
     @contextmanager
     def _conn(self) -> Iterator[PGConnection]:
         with self._lock:
-            if self._pool is None:
-                try:
-                    self._pool = psycopg2.pool.ThreadedConnectionPool(
-                        0, self.max_connections, self.url, connect_timeout=3,
-                        application_name="alphaplus-api")
-                except psycopg2.OperationalError as exc:
-                    raise DatabaseDown(f"PostgreSQL is not answering: {exc}".strip()) from exc
-            pool = self._pool
-        try:
-            conn = pool.getconn()
-        except psycopg2.OperationalError as exc:
-            raise DatabaseDown(f"PostgreSQL is not answering: {exc}".strip()) from exc
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            try:
+                conn = psycopg2.connect(self.url, connect_timeout=3,
+                                        application_name="alphaplus-api")
+            except psycopg2.OperationalError as exc:
+                raise DatabaseDown(f"PostgreSQL is not answering: {exc}".strip()) from exc
         broken = False
         try:
             conn.autocommit = True  # read-only single statements: no transaction left open
@@ -116,7 +115,22 @@ class MarketStore:
             raise DatabaseDown("the database has no AlphaPlus tables yet: run "
                                "`alphaplus migrate`") from exc
         finally:
-            pool.putconn(conn, close=broken or bool(conn.closed))
+            self._put_back(conn, broken)
+
+    def _put_back(self, conn: PGConnection, broken: bool) -> None:
+        if not broken and not conn.closed:
+            if conn.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+                conn.rollback()
+            with self._lock:
+                # The limiter bounds the connections in use; this bounds the idle ones.
+                if len(self._idle) < self.max_connections:
+                    self._idle.append(conn)
+                    return
+        conn.close()
+        if broken:
+            # A lost connection usually means a restarted or unreachable server: the idle ones
+            # are as dead, and each would fail a request of its own before it was found out.
+            self.close()
 
     async def _run(self, fn: Callable[[PGConnection], T]) -> T:
         def job() -> T:

@@ -8,17 +8,18 @@ import httpx
 import redis
 
 from core import redis_keys
-from core.settings import Settings
+from core.settings import Settings, Wanted
 from tests.api.seed import seed
 from tests.api.server import ApiProcess
 
 
-def test_health_reports_each_dependency_and_the_mode(live_api: ApiProcess) -> None:
+def test_health_reports_each_dependency_and_the_mode(live_api: ApiProcess,
+                                                     storage: Wanted) -> None:
     response = httpx.get(f"{live_api.url}/api/health")
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
-    assert body["database_mode"] == "postgresql"  # no timescaledb on this machine
+    assert body["database_mode"] == ("timescaledb" if storage == "on" else "postgresql")
     deps = body["dependencies"]
     assert deps["database"]["ok"] and deps["database"]["latency_ms"] >= 0
     assert deps["redis"]["ok"] and deps["redis"]["latency_ms"] >= 0

@@ -33,7 +33,8 @@ PINNED = {"ALPHAPLUS_KAFKA_BOOTSTRAP", "ALPHAPLUS_REDIS_URL", "ALPHAPLUS_DATABAS
 #: Set by the Dockerfile (only `alphaplus up` uses it).
 IN_IMAGE = {"ALPHAPLUS_STATE_DIR"}
 #: Where a deployment's default differs from the setting's own, on purpose.
-DEPLOY_DEFAULTS = {"ALPHAPLUS_LOG_FORMAT": "json"}
+# The stack's database is the TimescaleDB image, so its mode is required there, not optional.
+DEPLOY_DEFAULTS = {"ALPHAPLUS_LOG_FORMAT": "json", "ALPHAPLUS_TIMESCALEDB": "on"}
 SECRETS = ("REDIS_PASSWORD", "POSTGRES_PASSWORD", "FLOWER_PASSWORD", "GRAFANA_ADMIN_PASSWORD",
            "REDIS_COMMANDER_PASSWORD")
 PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)(?::?[-?]([^}]*))?\}")
