@@ -26,6 +26,9 @@ TASK_CANDLES = "alphaplus.candles_closed"
 TASK_TRADES = "alphaplus.persist_trades"
 TASK_LATE = "alphaplus.amend_late_trades"
 
+# How long queued messages may stay stuck once the broker answers again after being down.
+STUCK_AFTER_BACK_S = 5.0
+
 _encode = msgspec.json.Encoder().encode
 log = logging.getLogger(__name__)
 
@@ -126,11 +129,36 @@ class Handoff:
             retire_producer(self.producer)
 
     def flush(self, timeout: float = 30.0) -> None:
-        """Everything produced is acknowledged: called before a checkpoint is stored."""
-        remaining = self.producer.flush(timeout)
-        if self._errors.fatal:
-            self._replace(self._errors.fatal[0])
-            remaining = self.producer.flush(timeout)
-        if remaining:
-            raise TimeoutError(f"{remaining} candle/dead-letter messages unacknowledged")
+        """Everything produced is acknowledged: called before a checkpoint is stored.
+
+        In slices, so that a producer that can no longer deliver is replaced instead of waited
+        for: after a fatal error, and when every broker was down, the broker answers again and
+        what is queued still does not go within STUCK_AFTER_BACK_S — a restarted embedded
+        broker, which answers the old producer's id with UNKNOWN_PRODUCER_ID for ever (a real
+        Kafka coming back takes the idempotent producer's retries, and they drain)."""
+        deadline = time.monotonic() + timeout
+        back_since: float | None = None
+        while True:
+            remaining = self.producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
+            if time.monotonic() >= deadline and (remaining or self._errors.fatal):
+                raise TimeoutError(f"{remaining} candle/dead-letter messages unacknowledged")
+            if self._errors.fatal:
+                self._replace(self._errors.fatal[0])
+                back_since = None
+                continue
+            if remaining == 0:
+                return
+            if self._errors.down_since is not None and self._broker_answers():
+                back_since = back_since or time.monotonic()
+                if time.monotonic() - back_since >= STUCK_AFTER_BACK_S:
+                    self._replace(f"the broker is back after every broker was down, and "
+                                  f"{remaining} messages for its earlier log are stuck")
+                    back_since = None
+
+    def _broker_answers(self) -> bool:
+        try:
+            self.producer.list_topics(timeout=0.5)
+        except KafkaException:
+            return False
+        return True
 
