@@ -13,6 +13,7 @@ expression, and only a frame that fails them is re-read field by field to name t
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection
 from typing import Any
 
@@ -33,6 +34,12 @@ from core.validation import (
 )
 
 MAX_FRAME_BYTES = 64 * 1024
+# Deepest nesting of arrays and objects a frame may have. Binance's deepest, a depth update, has
+# 3; decoders recurse per level and stop with a RecursionError near Python's limit (~1,000).
+MAX_NESTING = 32
+# A JSON string (escapes included) or one bracket: what nesting_depth steps over.
+_STRUCTURE = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+_OPENERS = frozenset(b"[{")
 # Timestamps at or above this are microseconds (`timeUnit=MICROSECOND`): 15+ digits.
 US_THRESHOLD = 100_000_000_000_000
 # Top-level objects that are not market data and not errors.
@@ -91,6 +98,22 @@ def _load_json(raw: bytes | str) -> Any:
         raise InvalidInput(reason, str(exc)[:200]) from None
 
 
+def exceeds_nesting(raw: bytes, limit: int = MAX_NESTING) -> bool:
+    """Whether arrays and objects nest deeper than `limit` (brackets in strings do not count)."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False  # every frame of a trade stream: two objects
+    depth = 0
+    for match in _STRUCTURE.finditer(raw):
+        first = match.group()[0]
+        if first in _OPENERS:
+            depth += 1
+            if depth > limit:
+                return True
+        elif first != 0x22:  # a closing bracket, not a string
+            depth -= 1
+    return False
+
+
 class FrameParser:
     """Parses frames for one market and a fixed set of symbols."""
 
@@ -108,8 +131,20 @@ class FrameParser:
         """The trade in `raw`, None for a frame that holds no trade, or `InvalidInput`.
 
         `recv_ts` (ms) is when the frame arrived; a trade time more than an hour after it is
-        rejected as insane.
+        rejected as insane. Whatever else a frame makes the decoders raise is an `InvalidInput`
+        too (`parser_error`, with the exception's type), so that no frame can end the
+        connection it came on.
         """
+        try:
+            return self._parse_record(raw, recv_ts)
+        except InvalidInput:
+            raise
+        except RecursionError:
+            raise InvalidInput("too_deep", "nested beyond the decoder's recursion limit") from None
+        except Exception as exc:
+            raise InvalidInput("parser_error", f"{type(exc).__name__}: {exc}"[:200]) from None
+
+    def _parse_record(self, raw: bytes | str, recv_ts: int) -> TradeRecord | None:
         if len(raw) > MAX_FRAME_BYTES:
             raise InvalidInput("oversized", f"{len(raw)} bytes > {MAX_FRAME_BYTES}")
         # A trade frame names its stream in the first bytes; one decode then does it all. A
@@ -136,6 +171,12 @@ class FrameParser:
         return self._parse_general(raw, recv_ts)
 
     def _parse_general(self, raw: bytes | str, recv_ts: int) -> TradeRecord | None:
+        # Checked here, off the trade frames' fast path: skipping a nested value (the `data`
+        # read as Raw, an unknown field) recurses once per level. The fast path's typed
+        # decode stops at the first value of the wrong type; a nested unknown field there
+        # ends in parse_record's RecursionError handler.
+        if exceeds_nesting(raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")):
+            raise InvalidInput("too_deep", f"arrays/objects nested deeper than {MAX_NESTING}")
         try:
             frame = _frame_decoder.decode(raw)
         except msgspec.DecodeError:

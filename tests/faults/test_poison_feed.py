@@ -101,7 +101,16 @@ FEED: list[Case] = [
         "f": 12, "l": 10, "T": T, "m": True, "M": True}}).decode(), "bad_trade_id"),
     Case("oversized-frame", '{"stream":"btcusdt@trade","data":"' + "x" * MAX_FRAME_BYTES + '"}',
          "oversized"),
-    Case("deep-nesting", "[" * 5000 + "]" * 5000, "bad_json"),
+    Case("deep-nesting", "[" * 5000 + "]" * 5000, "too_deep"),
+    # The issue-12 frame: nesting inside a trade stream's data, which the typed decoder reached
+    # (RecursionError) before any check did.
+    Case("deep-nesting-in-trade-data",
+         '{"stream":"btcusdt@trade","data":' + "[" * 5000 + "]" * 5000 + "}", "too_deep"),
+    Case("deep-objects-in-other-stream",
+         '{"stream":"btcusdt@depth","data":' + '{"a":' * 3000 + "1" + "}" * 3000 + "}",
+         "too_deep"),
+    Case("lone-surrogate-escape", frame(9_000_029, s="BTC\ud800USDT"), "bad_json"),
+    Case("event-field-a-list", frame(9_000_030, e=["trade"]), "bad_schema"),
 ]
 FIRST_AT = 20  # recorded frames before the first injection
 SPACING = 25  # recorded frames between two injections

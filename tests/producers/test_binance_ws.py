@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,15 +13,19 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
-from core.kafka import read_topic
+from core.kafka import ensure_topics, read_topic
 from core.serde import decode_deadletter, decode_gap, decode_trade
 from core.settings import Settings
 from producers.ingest import Ingestor
 from producers.run import make_sink
 from producers.sources.binance_ws import BinanceWebSocketSource, combined_urls, stream_names
 from producers.sources.ws_switchover import Backoff, is_shutdown_event
+from tests.producers.adversarial import frames
 from tests.producers.fake_binance import (
     TRADE_STREAMS,
     FakeBinance,
@@ -299,6 +304,38 @@ def test_bad_frames_are_dead_lettered_while_trades_flow(settings: Settings) -> N
         ("bad_encoding", "binance-ws")]
     assert [d["raw"] for d in letters[:3]] == ["{not json", bad_price, '{"e":"serverShutdown"']
     assert kafka_rows(settings) == want
+
+
+@hypothesis_settings(max_examples=4, deadline=None, database=None,
+                     suppress_health_check=[HealthCheck.too_slow])
+@given(bad=st.lists(frames, min_size=20, max_size=40))
+def test_no_frame_stops_or_drops_the_live_connection(kafka_bootstrap: str,
+                                                     bad: list[bytes | str]) -> None:
+    """Adversarial frames among the recorded ones, on one live connection: each is handled
+    (dead-lettered, skipped, or a sane trade), every recorded trade arrives once, and the
+    connection is never dropped."""
+    suffix = uuid.uuid4().hex[:10]
+    settings = Settings.from_env(environ={}, env_file=None).replace(
+        kafka_bootstrap=kafka_bootstrap, topic_trades=f"test.trades.{suffix}",
+        topic_deadletter=f"test.deadletter.{suffix}", topic_gaps=f"test.gaps.{suffix}")
+    ensure_topics(kafka_bootstrap, [settings.topic_trades, settings.topic_deadletter,
+                                    settings.topic_gaps], 3)
+    injected: list[tuple[int, str | bytes]] = [(30 + 7 * i, raw) for i, raw in enumerate(bad)]
+    with FakeBinance(recorded_frames(600), plans=[Plan(inject=injected)]) as fake:
+        served = fake.frames_for(TRADE_STREAMS)
+        want = trade_rows(served)
+        with running(settings, make_source(fake)) as ingest:
+            wait_for_last_trades(ingest, want)
+            stats = ingest.stats
+            # Every frame served is accounted for, once: sent, skipped, rejected or a
+            # duplicate (a variant that stayed a valid trade, of an old trade id).
+            wait_until(lambda: stats.trades + stats.skipped + stats.dead_letters
+                       + stats.duplicates == len(served) + len(bad))
+        assert len(fake.connections) == 1, "the connection was dropped"
+    got = kafka_rows(settings)
+    recorded_ids = {symbol: {row[0] for row in rows} for symbol, rows in want.items()}
+    assert {symbol: [row for row in rows if row[0] in recorded_ids[symbol]]
+            for symbol, rows in got.items()} == want
 
 
 def test_source_retries_while_nothing_answers_and_stops_promptly(settings: Settings) -> None:

@@ -4,11 +4,14 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
 
 from core.exceptions import InvalidInput
 from producers.frames import MAX_FRAME_BYTES, FrameParser
 from producers.sources.recording import read_lines
 from tests.conftest import HFT
+from tests.producers.adversarial import frames
 
 RECV = 1_723_161_255_400
 parser = FrameParser("spot", ["BTCUSDT", "ETHUSDT"])
@@ -94,7 +97,7 @@ BAD: list[tuple[str, bytes | str, str]] = [
     ("side not bool", frame(m="false"), "bad_side"),
     ("oversized", b'{"stream":"btcusdt@trade","data":"' + b"x" * MAX_FRAME_BYTES + b'"}',
      "oversized"),
-    ("deep nesting", b"[" * 5000 + b"]" * 5000, "bad_json"),
+    ("deep nesting", b"[" * 5000 + b"]" * 5000, "too_deep"),
 ]
 
 
@@ -123,3 +126,17 @@ def test_every_recorded_trade_frame_parses() -> None:
             else:
                 assert trade is None
     assert count > 60_000
+
+
+@hypothesis_settings(max_examples=600, deadline=None, database=None,
+                     suppress_health_check=[HealthCheck.too_slow])
+@given(raw=frames)
+def test_no_frame_makes_the_parser_raise_anything_but_invalid_input(raw: bytes | str) -> None:
+    try:
+        record = parser.parse_record(raw, RECV)
+    except InvalidInput as exc:
+        assert exc.reason and exc.reason == exc.reason.strip()
+        return
+    if record is not None:  # a frame that stayed valid: a sane trade
+        assert record.symbol == "BTCUSDT" and record.trade_id >= 0
+        assert float(record.price) > 0 and float(record.qty) > 0
