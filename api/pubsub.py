@@ -32,6 +32,7 @@ from redis.exceptions import RedisError
 
 from api.updates import Update, UpdateHandler, parse_channel
 from core import logs, redis_keys
+from core.secrets import redact
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +113,10 @@ class UpdateListener:
             except (RedisError, OSError) as exc:
                 if self._connected or attempts == 0:
                     log.warning("Redis pub/sub at %s: %s; reconnecting in the background",
-                                self.redis_url, exc or type(exc).__name__)
+                                redact(self.redis_url), exc or type(exc).__name__)
             except Exception:
                 # Not Redis being away (that is above): still never the end of the listener.
-                log.exception("Redis pub/sub at %s failed; reconnecting", self.redis_url)
+                log.exception("Redis pub/sub at %s failed; reconnecting", redact(self.redis_url))
             finally:
                 if self._connected:
                     delay = BACKOFF_MIN_S
@@ -151,7 +152,7 @@ class UpdateListener:
             elif kind == "psubscribe":
                 if self._ever_connected:
                     self.reconnects += 1
-                    log.info("Redis pub/sub at %s: subscribed again", self.redis_url)
+                    log.info("Redis pub/sub at %s: subscribed again", redact(self.redis_url))
                 self._connected = self._ever_connected = True
                 if not first.done():
                     first.set_result(None)

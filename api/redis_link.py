@@ -28,6 +28,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core.exceptions import ServiceUnavailable
+from core.secrets import redact
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ class RedisLink:
     def __init__(self, url: str, *, retry_interval_s: float = 1.0, op_timeout_s: float = 0.5,
                  health_interval_s: float = 5.0) -> None:
         self.url = url
+        # What messages, logs and /api/health show: never the password.
+        self.shown = redact(url)
         self._retry_interval_s = retry_interval_s
         self._op_timeout_s = op_timeout_s
         self._health_interval_s = health_interval_s
@@ -70,7 +73,7 @@ class RedisLink:
             await self.ping()
         if not self._enabled:
             log.warning("Redis at %s is not answering: starting without it, retrying every "
-                        "%.1fs", self.url, self._retry_interval_s)
+                        "%.1fs", self.shown, self._retry_interval_s)
         self._watcher = asyncio.get_running_loop().create_task(self._watch(),
                                                                name="redis-link-watch")
 
@@ -102,13 +105,13 @@ class RedisLink:
         while the link is disabled, and when `fn` meets a connection error or the deadline
         (then the link goes disabled until the watcher sees Redis answer again)."""
         if not self._enabled:
-            raise RedisDown(f"Redis at {self.url} is unavailable")
+            raise RedisDown(f"Redis at {self.shown} is unavailable")
         try:
             async with asyncio.timeout(timeout_s or self._op_timeout_s):
                 return await fn(self._client)
         except _DOWN_ERRORS as exc:
             self._mark_down(exc)
-            raise RedisDown(f"Redis at {self.url} is unavailable: {exc!r}") from exc
+            raise RedisDown(f"Redis at {self.shown} is unavailable: {exc!r}") from exc
 
     async def ping(self) -> float:
         """PING round trip in ms; a success enables the link, a failure disables it."""
@@ -118,18 +121,18 @@ class RedisLink:
                 await self._client.ping()
         except _DOWN_ERRORS as exc:
             self._mark_down(exc)
-            raise RedisDown(f"Redis at {self.url} is unavailable: {exc!r}") from exc
+            raise RedisDown(f"Redis at {self.shown} is unavailable: {exc!r}") from exc
         self._latency_ms = (time.perf_counter() - started) * 1000
         if not self._enabled:
             self._enabled = True
-            log.info("Redis at %s answers again (PING %.2f ms)", self.url, self._latency_ms)
+            log.info("Redis at %s answers again (PING %.2f ms)", self.shown, self._latency_ms)
         return self._latency_ms
 
     def _mark_down(self, exc: BaseException) -> None:
         if self._enabled:
             self._enabled = False
             self.outages += 1
-            log.warning("Redis at %s went away (%r): running without it", self.url, exc)
+            log.warning("Redis at %s went away (%r): running without it", self.shown, exc)
             # Only on the transition: while disabled the watcher keeps its own pace.
             self._wake.set()
 

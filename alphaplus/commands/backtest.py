@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _load(args: argparse.Namespace, settings: Settings) -> Any:
     from core.db.connect import connect
-    from infra.stack.resolve import redact
+    from core.secrets import redact
     from workers.backtest.load import load
 
     url = args.database_url or settings.database_url

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from core.secrets import shown_setting
 from core.settings import Settings, markdown_table
 
 
@@ -22,6 +23,5 @@ def run(args: argparse.Namespace) -> int:
         print(markdown_table(), end="")
         return 0
     for name, value in Settings.from_env().as_env().items():
-        shown = "***" if name.endswith("TOKEN") and value else value
-        print(f"{name}={shown}")
+        print(f"{name}={shown_setting(name, value)}")
     return 0

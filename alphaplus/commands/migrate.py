@@ -11,10 +11,10 @@ from core.db.connect import connect, engine
 from core.db.mode import Mode, storage_mode, timescaledb_problem
 from core.db.retention import apply_trades_retention
 from core.exceptions import ServiceUnavailable, StorageModeUnavailable
+from core.secrets import redact
 from core.settings import Settings
 from infra.migrations import current_revision, head_revision, upgrade
 from infra.stack.postgres import database_name, prepare_database
-from infra.stack.resolve import redact
 
 
 def register(sub: Any) -> None:

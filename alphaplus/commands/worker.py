@@ -49,6 +49,14 @@ def run_worker(args: argparse.Namespace) -> int:
     os.execv(argv[0], argv)  # replaces this process: signals go straight to Celery
 
 
+def flower_args(celery_args: list[str]) -> list[str]:
+    """Flower listens on every interface by default, with no login: on loopback unless the
+    user names an address (and then a login is theirs to add, e.g. --basic-auth)."""
+    if any(a == "--address" or a.startswith("--address=") for a in celery_args):
+        return celery_args
+    return ["--address=127.0.0.1", *celery_args]
+
+
 def run_flower(args: argparse.Namespace) -> int:
-    argv = celery_argv("flower", list(args.celery_args))
+    argv = celery_argv("flower", flower_args(list(args.celery_args)))
     os.execv(argv[0], argv)

@@ -8,19 +8,19 @@ redis-cli); otherwise it takes a free port and the resolved settings carry it.
 
 from __future__ import annotations
 
-import re
 import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from psycopg2.extensions import parse_dsn
 
 from core.exceptions import ServiceUnavailable
 from core.kafka import wait_for_broker
+from core.secrets import redact
 from core.settings import Settings
 from infra.stack.kafka import EmbeddedKafka
 from infra.stack.ports import is_listening
@@ -61,15 +61,6 @@ class Service:
 
     def line(self) -> str:
         return f"{self.name:<9} {self.how}"
-
-
-def redact(url: str) -> str:
-    """`url` without its password, for printing."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-        return urlunsplit(parts._replace(netloc=netloc))
-    return re.sub(r"(password\s*=\s*)\S+", r"\1***", url)
 
 
 def free_to_bind(host: str, port: int) -> bool:

@@ -38,6 +38,27 @@ def test_health_is_503_when_the_database_is_down(api_settings: Settings, tmp_pat
         api.stop()
 
 
+def test_no_redis_password_in_health_or_logs(api_settings: Settings, tmp_path: Path) -> None:
+    """Redis down with a password in its URL: /api/health names the problem, not the secret
+    (it is served without a token), and neither does the API's log."""
+    from infra.stack.ports import free_port
+
+    secret = "hunter2-redis-secret"
+    dead = f"redis://:{secret}@127.0.0.1:{free_port()}/0"
+    log = tmp_path / "api.log"
+    api = ApiProcess(api_settings.replace(redis_url=dead), log).start()
+    try:
+        response = httpx.get(f"{api.url}/api/health", timeout=10)
+        overview = httpx.get(f"{api.url}/api/system/overview", timeout=10)
+    finally:
+        api.stop()
+    body = response.text + overview.text
+    assert response.json()["dependencies"]["redis"]["ok"] is False
+    assert "redis://:***@127.0.0.1" in body
+    assert secret not in body
+    assert secret not in log.read_text()
+
+
 def test_cache_stats_have_the_contract_fields(live_api: ApiProcess,
                                               api_settings: Settings) -> None:
     seed(api_settings.redis_url, api_settings.database_url, api_settings.api_namespace)

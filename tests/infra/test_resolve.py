@@ -6,10 +6,11 @@ from pathlib import Path
 
 import psycopg2
 
+from core.secrets import redact
 from core.settings import Settings
 from infra.stack.ports import free_port
 from infra.stack.process import process_alive
-from infra.stack.resolve import Stack, preferred_port, redact
+from infra.stack.resolve import Stack, preferred_port
 
 MACHINE_REDIS = "redis://127.0.0.1:6379/0"
 MACHINE_POSTGRES = "postgresql://postgres@127.0.0.1:5432"
