@@ -137,6 +137,16 @@ def close_producer(producer: Producer, timeout: float = CLOSE_TIMEOUT_S) -> bool
     return False
 
 
+def broker_answers(producer: Producer, timeout: float = 0.5) -> bool:
+    """Whether a broker answers this producer's metadata request within `timeout` s: after
+    "all brokers down", the sign that the broker is back."""
+    try:
+        producer.list_topics(timeout=timeout)
+    except KafkaException:
+        return False
+    return True
+
+
 def recreate_topics(bootstrap: str, names: Iterable[str], partitions: int,
                     timeout: float = 60.0) -> list[str]:
     """Once the broker answers, the topics it lacks, with their partition count: a restarted

@@ -17,7 +17,7 @@ def redact(url: str) -> str:
     try:
         parts = urlsplit(url)
         password = parts.password
-    except ValueError:  # not a URL that parses (a bad port, say): show none of it
+    except ValueError:  # not a URL that parses (a malformed IPv6 host, say): show none of it
         return MASK
     if password:
         userinfo, _, host = parts.netloc.rpartition("@")

@@ -36,7 +36,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from core import logs, metrics
 from core.exceptions import DeliveryError
-from core.kafka import ProducerErrors, producer_config, retire_producer
+from core.kafka import ProducerErrors, broker_answers, producer_config, retire_producer
 from core.models import DeadLetter, Trade, TradeGap, TradeRecord
 from core.serde import encode, encode_record
 
@@ -204,11 +204,7 @@ class KafkaSink:
         if now - self._last_down_check < DOWN_CHECK_S:
             return False
         self._last_down_check = now
-        try:
-            self._producer.list_topics(timeout=0.5)
-        except KafkaException:
-            return False
-        return True
+        return broker_answers(self._producer)
 
     def _reset(self, reason: str) -> None:
         """Replace a producer that hit a fatal error; produce what it left undelivered."""

@@ -22,10 +22,9 @@ json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
 
 
 def _nested(levels: int, opener: str) -> str:
-    closer = "]" if opener == "[" else "}"
-    inner = '{"a":' if opener == "{" else "["
-    return inner * levels + "1" + closer * levels if opener == "{" else \
-        inner * levels + closer * levels
+    if opener == "{":
+        return '{"a":' * levels + "1" + "}" * levels
+    return "[" * levels + "]" * levels
 
 
 @st.composite

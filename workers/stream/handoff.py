@@ -15,7 +15,13 @@ import msgspec
 from confluent_kafka import KafkaException, Producer
 
 from core.candles import Candle, LateTrade
-from core.kafka import ProducerErrors, producer_config, recreate_topics, retire_producer
+from core.kafka import (
+    ProducerErrors,
+    broker_answers,
+    producer_config,
+    recreate_topics,
+    retire_producer,
+)
 from core.models import TradeRecord
 from core.serde import dead_letter, encode
 from core.settings import Settings
@@ -148,17 +154,10 @@ class Handoff:
                 continue
             if remaining == 0:
                 return
-            if self._errors.down_since is not None and self._broker_answers():
+            if self._errors.down_since is not None and broker_answers(self.producer):
                 back_since = back_since or time.monotonic()
                 if time.monotonic() - back_since >= STUCK_AFTER_BACK_S:
                     self._replace(f"the broker is back after every broker was down, and "
                                   f"{remaining} messages for its earlier log are stuck")
                     back_since = None
-
-    def _broker_answers(self) -> bool:
-        try:
-            self.producer.list_topics(timeout=0.5)
-        except KafkaException:
-            return False
-        return True
 
